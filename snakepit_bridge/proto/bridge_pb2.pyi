@@ -1,0 +1,406 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Blob(_message.Message):
+    __slots__ = ("data", "dtype", "shape", "content_type")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    content_type: str
+    def __init__(self, data: _Optional[bytes] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., content_type: _Optional[str] = ...) -> None: ...
+
+class ErrorInfo(_message.Message):
+    __slots__ = ("category", "type", "message", "details_json", "traceback")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    type: str
+    message: str
+    details_json: bytes
+    traceback: str
+    def __init__(self, category: _Optional[str] = ..., type: _Optional[str] = ..., message: _Optional[str] = ..., details_json: _Optional[bytes] = ..., traceback: _Optional[str] = ...) -> None: ...
+
+class PingRequest(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: str
+    def __init__(self, message: _Optional[str] = ...) -> None: ...
+
+class PingResponse(_message.Message):
+    __slots__ = ("message", "worker_id", "pid", "timestamp")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    message: str
+    worker_id: str
+    pid: int
+    timestamp: float
+    def __init__(self, message: _Optional[str] = ..., worker_id: _Optional[str] = ..., pid: _Optional[int] = ..., timestamp: _Optional[float] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("seq", "sent_at")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    sent_at: float
+    def __init__(self, seq: _Optional[int] = ..., sent_at: _Optional[float] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("seq", "worker_id", "in_flight", "rss_bytes", "timestamp")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    worker_id: str
+    in_flight: int
+    rss_bytes: int
+    timestamp: float
+    def __init__(self, seq: _Optional[int] = ..., worker_id: _Optional[str] = ..., in_flight: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., timestamp: _Optional[float] = ...) -> None: ...
+
+class DescribeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ParameterSpec(_message.Message):
+    __slots__ = ("name", "type", "required", "default_json", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    required: bool
+    default_json: bytes
+    description: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., required: _Optional[bool] = ..., default_json: _Optional[bytes] = ..., description: _Optional[str] = ...) -> None: ...
+
+class ToolSpec(_message.Message):
+    __slots__ = ("name", "description", "parameters", "streaming")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    STREAMING_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    parameters: _containers.RepeatedCompositeFieldContainer[ParameterSpec]
+    streaming: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., streaming: _Optional[bool] = ...) -> None: ...
+
+class DescribeResponse(_message.Message):
+    __slots__ = ("adapter", "version", "language", "capacity", "tools", "worker_id", "pid", "runtime_version")
+    ADAPTER_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_VERSION_FIELD_NUMBER: _ClassVar[int]
+    adapter: str
+    version: str
+    language: str
+    capacity: int
+    tools: _containers.RepeatedCompositeFieldContainer[ToolSpec]
+    worker_id: str
+    pid: int
+    runtime_version: str
+    def __init__(self, adapter: _Optional[str] = ..., version: _Optional[str] = ..., language: _Optional[str] = ..., capacity: _Optional[int] = ..., tools: _Optional[_Iterable[_Union[ToolSpec, _Mapping]]] = ..., worker_id: _Optional[str] = ..., pid: _Optional[int] = ..., runtime_version: _Optional[str] = ...) -> None: ...
+
+class ExecuteRequest(_message.Message):
+    __slots__ = ("request_id", "tool", "args_json", "blobs", "session_id", "correlation_id", "timeout", "metadata")
+    class BlobsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Blob
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Blob, _Mapping]] = ...) -> None: ...
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    tool: str
+    args_json: bytes
+    blobs: _containers.MessageMap[str, Blob]
+    session_id: str
+    correlation_id: str
+    timeout: float
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, request_id: _Optional[str] = ..., tool: _Optional[str] = ..., args_json: _Optional[bytes] = ..., blobs: _Optional[_Mapping[str, Blob]] = ..., session_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., timeout: _Optional[float] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ExecuteResponse(_message.Message):
+    __slots__ = ("success", "result_json", "blobs", "error", "metadata")
+    class BlobsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Blob
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Blob, _Mapping]] = ...) -> None: ...
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    result_json: bytes
+    blobs: _containers.MessageMap[str, Blob]
+    error: ErrorInfo
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, success: _Optional[bool] = ..., result_json: _Optional[bytes] = ..., blobs: _Optional[_Mapping[str, Blob]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ToolChunk(_message.Message):
+    __slots__ = ("chunk_id", "data_json", "blobs", "is_final", "metadata", "error")
+    class BlobsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Blob
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Blob, _Mapping]] = ...) -> None: ...
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_FIELD_NUMBER: _ClassVar[int]
+    IS_FINAL_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: int
+    data_json: bytes
+    blobs: _containers.MessageMap[str, Blob]
+    is_final: bool
+    metadata: _containers.ScalarMap[str, str]
+    error: ErrorInfo
+    def __init__(self, chunk_id: _Optional[int] = ..., data_json: _Optional[bytes] = ..., blobs: _Optional[_Mapping[str, Blob]] = ..., is_final: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ...) -> None: ...
+
+class InitSessionRequest(_message.Message):
+    __slots__ = ("session_id", "metadata_json")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    metadata_json: bytes
+    def __init__(self, session_id: _Optional[str] = ..., metadata_json: _Optional[bytes] = ...) -> None: ...
+
+class InitSessionResponse(_message.Message):
+    __slots__ = ("created",)
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    created: bool
+    def __init__(self, created: _Optional[bool] = ...) -> None: ...
+
+class EndSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class EndSessionResponse(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class TelemetryControl(_message.Message):
+    __slots__ = ("enabled", "sampling_rate", "allow", "deny")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_RATE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_FIELD_NUMBER: _ClassVar[int]
+    DENY_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    sampling_rate: float
+    allow: _containers.RepeatedScalarFieldContainer[str]
+    deny: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, enabled: _Optional[bool] = ..., sampling_rate: _Optional[float] = ..., allow: _Optional[_Iterable[str]] = ..., deny: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TelemetryEvent(_message.Message):
+    __slots__ = ("event", "measurements_json", "metadata_json", "timestamp", "correlation_id", "worker_id", "dropped")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    MEASUREMENTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    event: _containers.RepeatedScalarFieldContainer[str]
+    measurements_json: bytes
+    metadata_json: bytes
+    timestamp: float
+    correlation_id: str
+    worker_id: str
+    dropped: int
+    def __init__(self, event: _Optional[_Iterable[str]] = ..., measurements_json: _Optional[bytes] = ..., metadata_json: _Optional[bytes] = ..., timestamp: _Optional[float] = ..., correlation_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., dropped: _Optional[int] = ...) -> None: ...
+
+class CallHostToolRequest(_message.Message):
+    __slots__ = ("tool", "args_json", "blobs", "session_id", "correlation_id", "worker_id")
+    class BlobsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Blob
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Blob, _Mapping]] = ...) -> None: ...
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    tool: str
+    args_json: bytes
+    blobs: _containers.MessageMap[str, Blob]
+    session_id: str
+    correlation_id: str
+    worker_id: str
+    def __init__(self, tool: _Optional[str] = ..., args_json: _Optional[bytes] = ..., blobs: _Optional[_Mapping[str, Blob]] = ..., session_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
+
+class ListHostToolsRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class ListHostToolsResponse(_message.Message):
+    __slots__ = ("tools",)
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    tools: _containers.RepeatedCompositeFieldContainer[ToolSpec]
+    def __init__(self, tools: _Optional[_Iterable[_Union[ToolSpec, _Mapping]]] = ...) -> None: ...
+
+class GetVariableRequest(_message.Message):
+    __slots__ = ("session_id", "name")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    name: str
+    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class SetVariableRequest(_message.Message):
+    __slots__ = ("session_id", "name", "value_json", "blobs", "type", "constraints_json")
+    class BlobsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Blob
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Blob, _Mapping]] = ...) -> None: ...
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    name: str
+    value_json: bytes
+    blobs: _containers.MessageMap[str, Blob]
+    type: str
+    constraints_json: bytes
+    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., value_json: _Optional[bytes] = ..., blobs: _Optional[_Mapping[str, Blob]] = ..., type: _Optional[str] = ..., constraints_json: _Optional[bytes] = ...) -> None: ...
+
+class VariableResponse(_message.Message):
+    __slots__ = ("success", "name", "type", "value_json", "blobs", "error")
+    class BlobsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Blob
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Blob, _Mapping]] = ...) -> None: ...
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    name: str
+    type: str
+    value_json: bytes
+    blobs: _containers.MessageMap[str, Blob]
+    error: ErrorInfo
+    def __init__(self, success: _Optional[bool] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., value_json: _Optional[bytes] = ..., blobs: _Optional[_Mapping[str, Blob]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ...) -> None: ...
+
+class GetProgramRequest(_message.Message):
+    __slots__ = ("session_id", "program_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    program_id: str
+    def __init__(self, session_id: _Optional[str] = ..., program_id: _Optional[str] = ...) -> None: ...
+
+class StoreProgramRequest(_message.Message):
+    __slots__ = ("session_id", "program_id", "data_json")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    program_id: str
+    data_json: bytes
+    def __init__(self, session_id: _Optional[str] = ..., program_id: _Optional[str] = ..., data_json: _Optional[bytes] = ...) -> None: ...
+
+class ProgramResponse(_message.Message):
+    __slots__ = ("success", "data_json", "error")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    data_json: bytes
+    error: ErrorInfo
+    def __init__(self, success: _Optional[bool] = ..., data_json: _Optional[bytes] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ...) -> None: ...
+
+class WorkerHeartbeat(_message.Message):
+    __slots__ = ("worker_id", "seq", "sent_at")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    seq: int
+    sent_at: float
+    def __init__(self, worker_id: _Optional[str] = ..., seq: _Optional[int] = ..., sent_at: _Optional[float] = ...) -> None: ...
+
+class HostHeartbeat(_message.Message):
+    __slots__ = ("seq", "timestamp")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    timestamp: float
+    def __init__(self, seq: _Optional[int] = ..., timestamp: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,52 @@
+"""Test-wide fixtures: every test is checked for leftover child processes."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+import pytest
+
+# Workers are started by the host with this already set (DESIGN.md §4); tests that start
+# grpc in-process must not fork with fork handlers armed either.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+LEAK_GRACE = 10.0  # seconds a test's processes get to finish dying after it ends
+
+
+def _live_children() -> list[psutil.Process]:
+    me = psutil.Process()
+    out = []
+    for child in me.children(recursive=True):
+        try:
+            # A zombie child is a process nobody reaped: that is a leak too.
+            child.status()
+            out.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes(request: pytest.FixtureRequest):
+    before = {p.pid for p in _live_children()}
+    yield
+    deadline = time.monotonic() + LEAK_GRACE
+    while True:
+        leaked = [p for p in _live_children() if p.pid not in before]
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # polling with a deadline: the processes are not ours to wait on
+    if leaked:
+        desc = []
+        for p in leaked:
+            try:
+                desc.append(f"{p.pid} {p.status()} {' '.join(p.cmdline())[:200]}")
+            except psutil.Error:
+                desc.append(f"{p.pid} (gone)")
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        pytest.fail("test left processes running:\n  " + "\n  ".join(desc), pytrace=False)
