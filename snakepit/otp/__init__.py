@@ -1,0 +1,37 @@
+"""snakepit.otp — OTP-style supervision for trio. Imports nothing else from snakepit.
+
+    from snakepit import otp
+
+    async def db(*, task_status=trio.TASK_STATUS_IGNORED):
+        conn = await connect()
+        task_status.started(conn)
+        await serve(conn)
+
+    sup = otp.Supervisor([otp.ChildSpec(id="db", start=db, shutdown=5.0)],
+                         strategy="one_for_all", max_restarts=3, max_seconds=5.0)
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(sup.run)
+
+See ADR/0001-supervision-on-trio.md for how OTP's semantics map onto trio.
+"""
+
+from snakepit.otp.application import Application, unwrap_group
+from snakepit.otp.child import shielded_cleanup, shutdown_grace
+from snakepit.otp.decisions import ExitKind, RestartPlan, RestartWindow, restart_plan, \
+    should_restart
+from snakepit.otp.errors import (AlreadyRegistered, ChildNotFound, ChildRunning,
+                                 MaxChildrenReached, MaxRestartsExceeded, NotRunning, OTPError,
+                                 Shutdown, StartError)
+from snakepit.otp.events import Observer, SupervisorEvent, current_observer
+from snakepit.otp.registry import Registration, Registry, Via
+from snakepit.otp.spec import INFINITY, ChildSpec, ChildType, Restart, Strategy
+from snakepit.otp.supervisor import ChildInfo, DynamicSupervisor, Supervisor, SupervisorHandle
+
+__all__ = [
+    "AlreadyRegistered", "Application", "ChildInfo", "ChildNotFound", "ChildRunning",
+    "ChildSpec", "ChildType", "DynamicSupervisor", "ExitKind", "INFINITY", "MaxChildrenReached",
+    "MaxRestartsExceeded", "NotRunning", "OTPError", "Observer", "Registration", "Registry",
+    "Restart", "RestartPlan", "RestartWindow", "Shutdown", "StartError", "Strategy",
+    "Supervisor", "SupervisorEvent", "SupervisorHandle", "Via", "current_observer",
+    "restart_plan", "should_restart", "shielded_cleanup", "shutdown_grace", "unwrap_group",
+]
