@@ -1,0 +1,194 @@
+"""The dispatcher's bookkeeping, with fake workers on MockClock (no processes)."""
+
+import pytest
+import trio
+import trio.testing
+
+from snakepit.errors import (PoolSaturated, QueueTimeout, SessionWorkerUnavailable,
+                             ShuttingDown, WorkerBusy)
+from snakepit.pool.dispatcher import Dispatcher
+
+
+class W:
+    def __init__(self, key, capacity=1):
+        self.key = self.id = key
+        self.capacity = capacity
+        self.in_flight = 0
+        self.requests = 0
+
+    def __repr__(self):
+        return f"W({self.key})"
+
+
+@pytest.fixture
+def clock():
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+def make(affinity="hint", workers=(), **kw):
+    d = Dispatcher("p", max_queue_size=kw.get("max_queue_size", 10),
+                   queue_timeout=kw.get("queue_timeout", 5.0), affinity=affinity)
+    for w in workers:
+        d.add_worker(w)
+    return d
+
+
+async def test_free_slots_then_fifo_queue(clock):
+    a, b = W("a"), W("b")
+    d = make(workers=[a, b])
+    assert {(await d.checkout()).key, (await d.checkout()).key} == {"a", "b"}
+    assert d.available == 0
+    order = []
+
+    async def waiter(n):
+        w = await d.checkout()
+        order.append((n, w.key))
+
+    async with trio.open_nursery() as nursery:
+        for n in range(3):
+            nursery.start_soon(waiter, n)
+            await trio.testing.wait_all_tasks_blocked()
+        assert d.queued == 3
+        d.checkin(b)
+        await trio.testing.wait_all_tasks_blocked()
+        d.checkin(a)
+        await trio.testing.wait_all_tasks_blocked()
+        assert order == [(0, "b"), (1, "a")]
+        d.checkin(b)
+    assert order[-1] == (2, "b")
+
+
+async def test_queue_timeout_never_runs_and_saturation(clock):
+    a = W("a")
+    d = make(workers=[a], max_queue_size=1, queue_timeout=2.0)
+    await d.checkout()
+    results = []
+
+    async def waiter():
+        try:
+            await d.checkout()
+            results.append("ran")
+        except QueueTimeout:
+            results.append(("timeout", trio.current_time()))
+
+    t0 = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(PoolSaturated):
+            await d.checkout()
+    assert results == [("timeout", t0 + 2.0)]
+    assert d.queue_timeouts == 1 and d.pool_saturated == 1 and d.queued == 0
+    d.checkin(a)
+    assert d.available == 1
+
+
+async def test_cancelled_waiter_passes_slot_on(clock):
+    a = W("a")
+    d = make(workers=[a])
+    await d.checkout()
+    got = []
+    async with trio.open_nursery() as nursery:
+        cancel_scope = trio.CancelScope()
+
+        async def first():
+            with cancel_scope:
+                await d.checkout()
+                got.append("first")
+
+        async def second():
+            got.append((await d.checkout()).key)
+
+        nursery.start_soon(first)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(second)
+        await trio.testing.wait_all_tasks_blocked()
+        cancel_scope.cancel()  # `first` is cancelled, but before it runs...
+        d.checkin(a)           # ...the slot is handed to it: it must pass it on
+    assert got == ["a"]
+    assert a.in_flight == 1
+
+
+async def test_affinity_modes(clock):
+    for mode in ("hint", "strict_queue", "strict_fail_fast"):
+        a, b = W("a"), W("b")
+        d = make(mode, workers=[a, b])
+        w = await d.checkout("s")
+        d.checkin(w)
+        assert (await d.checkout("s")) is w  # prefers the session's worker
+        other = b if w is a else a
+        if mode == "hint":
+            assert (await d.checkout("s")) is other   # busy -> any worker
+        elif mode == "strict_fail_fast":
+            with pytest.raises(WorkerBusy):
+                await d.checkout("s")
+        else:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(d.checkout, "s")
+                await trio.testing.wait_all_tasks_blocked()
+                assert d.queued == 1 and d.available == 1  # does not take the other worker
+                d.checkin(w)
+            assert w.in_flight == 1
+
+
+async def test_strict_session_worker_gone(clock):
+    a, b = W("a"), W("b")
+    d = make("strict_queue", workers=[a, b])
+    w = await d.checkout("s")
+    err = []
+
+    async def waiter():
+        try:
+            await d.checkout("s")
+        except SessionWorkerUnavailable as e:
+            err.append(e)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        d.remove_worker(w)
+    assert len(err) == 1
+    with pytest.raises(SessionWorkerUnavailable):
+        await d.checkout("s")
+    hint = make("hint", workers=[W("x"), W("y")])
+    w = await hint.checkout("s")
+    hint.checkin(w)
+    hint.remove_worker(w)
+    assert (await hint.checkout("s")) is not w   # hint mode moves the session
+
+
+async def test_capacity_and_drain(clock):
+    a = W("a", capacity=3)
+    d = make(workers=[a])
+    ws = [await d.checkout() for _ in range(3)]
+    assert all(w is a for w in ws) and a.in_flight == 3 and d.busy == 1
+    drained = d.drain_worker(a)
+    d.checkin(a)
+    d.checkin(a)
+    assert not drained.is_set()
+    d.checkin(a)
+    assert drained.is_set()
+    b = W("b")
+    d.add_worker(b)
+    assert (await d.checkout()) is b   # stale slots of the drained worker are skipped
+
+
+async def test_close_wakes_waiters(clock):
+    a = W("a")
+    d = make(workers=[a])
+    await d.checkout()
+    errs = []
+
+    async def waiter():
+        try:
+            await d.checkout()
+        except ShuttingDown as e:
+            errs.append(e)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        d.close()
+    assert len(errs) == 1
+    with pytest.raises(ShuttingDown):
+        await d.checkout()
