@@ -208,6 +208,10 @@ class Dispatcher:
 
     # -- introspection ----------------------------------------------------------------------
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def queued(self) -> int:
         return len(self._queue)
 

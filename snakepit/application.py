@@ -1,0 +1,159 @@
+"""snakepit.Application: the host's supervision tree (DESIGN.md §1).
+
+    Application                     rest_for_one
+    ├── ProcessRegistry             every OS pid we spawn; orphan sweep at start
+    ├── HostBridge                  gRPC server the workers call back into
+    └── Pools                       one_for_one, one PoolSupervisor per configured pool
+
+``Application(config).run`` follows the ``nursery.start`` protocol and reports an
+:class:`~snakepit.api.App` once every required pool is ready; ``snakepit.start(config)`` wraps it
+in an ``async with``. Every run gets a fresh per-run secret (workers receive it in their
+environment) and a run id for the process registry.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import secrets
+import sys
+from typing import Any
+
+import trio
+
+from snakepit import otp
+from snakepit.config import Config, PoolConfig
+from snakepit.errors import ConfigError, SnakepitError
+from snakepit.pool.runtime import PoolRuntime
+from snakepit.pool.supervisor import pool_spec
+from snakepit.pool.worker import Worker
+
+log = logging.getLogger("snakepit")
+
+
+class HostContext:
+    """Per-run facts the pools need to launch and reach workers."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.secret = secrets.token_urlsafe(32)
+        self.run_id = secrets.token_hex(8)
+        self.state_dir = config.resolved_state_dir()
+        self.registry = otp.Registry()
+        self.host_address = ""
+        self.process_registry: Any = None
+        self.telemetry: Any = None
+
+    def emit(self, event: tuple[str, ...], measurements: dict[str, Any],
+             metadata: dict[str, Any]) -> None:
+        if self.telemetry is not None:
+            self.telemetry.execute(event, measurements, metadata)
+
+    def make_runtime(self, config: PoolConfig) -> PoolRuntime:
+        return PoolRuntime(config, spawn=functools.partial(self.spawn, config),
+                           connect=self.connect, emit=self.emit)
+
+    async def spawn(self, config: PoolConfig, worker: Worker) -> Any:
+        from snakepit.pool.launch import spawn_worker
+        return await spawn_worker(self, config, worker)
+
+    def connect(self, worker: Worker) -> Any:
+        from snakepit.transport.grpc import GrpcTransport
+        return GrpcTransport(f"127.0.0.1:{worker.port}", self.secret)
+
+
+class Application:
+    def __init__(self, config: Config) -> None:
+        if not isinstance(config, Config):
+            raise ConfigError(f"Application needs a snakepit.Config, got {config!r}")
+        self.config = config
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        from snakepit.api import App
+
+        host = HostContext(self.config)
+        pools = otp.Supervisor(
+            [pool_spec(p, host.registry, host.make_runtime) for p in self.config.pools],
+            strategy="one_for_one", name="pools")
+        tree = otp.Supervisor([
+            otp.ChildSpec(id="process_registry",
+                          start=functools.partial(_process_registry, host)),
+            otp.ChildSpec(id="host_bridge", start=functools.partial(_host_bridge, host)),
+            pools.child_spec("pools"),
+        ], strategy="rest_for_one", name="application")
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(tree.run)
+                app = App(self.config, host)
+                await _wait_ready(self.config, host)
+                task_status.started(app)
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    app.closed = True
+        except BaseExceptionGroup as group:
+            raise otp.unwrap_group(group) from None
+
+
+async def _wait_ready(config: Config, host: HostContext) -> None:
+    """Wait until every pool is ready; fail on a required pool's first failed start."""
+    async def one(pool: PoolConfig) -> None:
+        runtime: PoolRuntime = await host.registry.wait_registered(("pool_runtime", pool.name))
+        async with trio.open_nursery() as nursery:
+            async def failed() -> None:
+                await runtime.failed.wait()
+                nursery.cancel_scope.cancel()
+            nursery.start_soon(failed)
+            await runtime.ready.wait()
+            nursery.cancel_scope.cancel()
+        if not runtime.ready.is_set() and runtime.initial_failure is not None:
+            err = runtime.initial_failure
+            if pool.required:
+                raise type(err)(f"pool {pool.name!r} cannot start: {err.message}",
+                                details={"pool": pool.name, **err.details},
+                                remote_type=err.remote_type,
+                                remote_traceback=err.remote_traceback)
+            log.error("pool %r cannot start (required=False, the others go on): %s",
+                      pool.name, err)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for pool in config.pools:
+                nursery.start_soon(one, pool)
+    except BaseExceptionGroup as group:
+        errors = [e for e in group.exceptions if isinstance(e, SnakepitError)]
+        raise (errors[0] if errors else otp.unwrap_group(group)) from None
+
+
+async def _process_registry(host: HostContext, *,
+                            task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+                            ) -> None:
+    from snakepit.pool.process_registry import ProcessRegistry
+
+    registry = ProcessRegistry.open(host.state_dir, instance_name=host.config.instance_name,
+                                    run_id=host.run_id)
+    try:
+        report = await trio.to_thread.run_sync(registry.sweep)
+        if report.killed:
+            log.warning("killed %d orphaned worker(s) of dead earlier runs: %s",
+                        len(report.killed), report.killed)
+        host.process_registry = registry
+        task_status.started(registry)
+        await trio.sleep_forever()
+    finally:
+        registry.close()
+
+
+async def _host_bridge(host: HostContext, *,
+                       task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    from snakepit.hostbridge.server import run_host_bridge
+
+    async def started(info: Any) -> None:
+        host.host_address = info.address
+    await run_host_bridge(host.secret, handler=None, task_status=task_status,
+                          on_started=lambda info: setattr(host, "host_address", info.address))
+
+
+_ = (os, sys)

@@ -1,0 +1,205 @@
+"""Pool: run one request (or stream) on a worker of the pool.
+
+``Pool`` is what the application facade calls; it checks a worker out of the dispatcher
+(waiting in the queue if need be), sends the request through the worker's transport, decodes
+the answer, and counts every outcome. A timeout bounds the whole call — queue wait included —
+and cancelling the caller cancels the request in the worker and returns the worker to the pool.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import attrs
+import trio
+
+from snakepit.errors import (InvalidArgumentsError, RequestTimeout, ShuttingDown, SnakepitError,
+                             WorkerCrashed, error_from_wire)
+from snakepit.pool.dispatcher import Dispatcher
+from snakepit.pool.runtime import PoolRuntime
+from snakepit.pool.worker import Worker
+from snakepit_bridge import serialization
+from snakepit_bridge.proto import bridge_pb2 as pb
+
+log = logging.getLogger("snakepit.pool")
+
+
+@attrs.frozen
+class Chunk:
+    """One item of a stream: ``data`` (decoded JSON, blobs restored), ``is_final``,
+    ``chunk_id`` (1, 2, ...), ``metadata`` (strings)."""
+
+    data: Any
+    is_final: bool
+    chunk_id: int
+    metadata: dict[str, str]
+
+
+def _error(info: Any) -> SnakepitError:
+    details = serialization.loads(info.details_json) if info.details_json else {}
+    return error_from_wire(info.category, info.type, info.message,
+                           details if isinstance(details, dict) else {"details": details},
+                           info.traceback)
+
+
+class Pool:
+    def __init__(self, runtime: PoolRuntime, dispatcher: Dispatcher) -> None:
+        self.runtime = runtime
+        self.dispatcher = dispatcher
+        self.name = runtime.name
+        self._ids = itertools.count(1)
+
+    # -- requests ---------------------------------------------------------------------------
+    def _request(self, tool: str, args: Any, session_id: str | None,
+                 correlation_id: str | None, timeout: float) -> pb.ExecuteRequest:
+        if not isinstance(tool, str) or not tool:
+            raise InvalidArgumentsError(f"tool must be a non-empty string, got {tool!r}")
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise InvalidArgumentsError(
+                f"args must be a dict of argument names to values, got {type(args).__name__}",
+                details={"tool": tool})
+        adapter = self.runtime.adapter
+        adapter.validate(tool, args)
+        args = adapter.prepare_args(tool, args)
+        try:
+            args_json, blobs = serialization.encode(args)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentsError(f"arguments of {tool!r} cannot be encoded: {exc}",
+                                        details={"tool": tool}) from exc
+        return pb.ExecuteRequest(
+            request_id=f"{self.runtime.run_token}-{next(self._ids)}", tool=tool,
+            args_json=args_json, blobs=blobs, session_id=session_id or "",
+            correlation_id=correlation_id or uuid.uuid4().hex,
+            timeout=0.0 if math.isinf(timeout) else timeout)
+
+    def _timeout(self, tool: str, args: Any, timeout: float | None, default: float) -> float:
+        if timeout is None:
+            timeout = self.runtime.adapter.timeout(tool, args or {}) or default
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise InvalidArgumentsError(f"timeout must be a positive number of seconds, "
+                                        f"got {timeout!r}")
+        return float(timeout)
+
+    async def execute(self, tool: str, args: Any = None, *, session_id: str | None = None,
+                      timeout: float | None = None, correlation_id: str | None = None) -> Any:
+        rt = self.runtime
+        rt.requests += 1
+        try:
+            timeout = self._timeout(tool, args, timeout, rt.config.request_timeout)
+            request = self._request(tool, args, session_id, correlation_id, timeout)
+            with trio.move_on_after(timeout) as scope:
+                worker = await self.dispatcher.checkout(session_id)
+                try:
+                    response = await self._call(worker, request)
+                finally:
+                    self.finish(worker)
+            if scope.cancelled_caught:
+                raise RequestTimeout(f"{tool!r} did not finish within {timeout} s",
+                                     details={"tool": tool, "timeout": timeout,
+                                              "pool": self.name})
+            if not response.success:
+                raise _error(response.error)
+            result = serialization.decode(response.result_json, response.blobs)
+            return rt.adapter.process_result(tool, result)
+        except SnakepitError:
+            rt.errors += 1
+            raise
+
+    async def _call(self, worker: Worker, request: pb.ExecuteRequest) -> Any:
+        try:
+            return await worker.transport.execute(request, timeout=request.timeout or None)
+        except SnakepitError as exc:
+            crash = self._crash(worker, exc)
+            if crash is exc:
+                raise
+            raise crash from exc
+
+    def _crash(self, worker: Worker, exc: SnakepitError) -> SnakepitError:
+        if isinstance(exc, (WorkerCrashed, ShuttingDown)) or not worker.alive:
+            if self.dispatcher.closed:
+                return ShuttingDown(f"pool {self.name!r} stopped during the call",
+                                    details={"pool": self.name, "worker": worker.id})
+            return WorkerCrashed(
+                f"worker {worker.id} (pid {worker.pid}) died during the call",
+                details={"pool": self.name, "worker": worker.id, "pid": worker.pid,
+                         "reason": worker.exit_reason or str(exc)})
+        return exc
+
+    def finish(self, worker: Worker) -> None:
+        self.dispatcher.checkin(worker)
+        limit = self.runtime.config.worker_max_requests
+        if limit is not None and worker.requests >= limit and worker.state == "ready":
+            slot = self.runtime.slots.get(worker.id)
+            if slot is not None and slot.current is worker:
+                slot.request_recycle("max_requests")
+
+    @asynccontextmanager
+    async def stream(self, tool: str, args: Any = None, *, session_id: str | None = None,
+                     timeout: float | None = None, correlation_id: str | None = None
+                     ) -> AsyncIterator[AsyncIterator[Chunk]]:
+        rt = self.runtime
+        rt.requests += 1
+        try:
+            timeout = self._timeout(tool, args, timeout, rt.config.stream_timeout)
+            request = self._request(tool, args, session_id, correlation_id, timeout)
+            with trio.move_on_after(timeout) as scope:
+                worker = await self.dispatcher.checkout(session_id)
+                try:
+                    async with worker.transport.stream(request) as messages:
+                        yield _Chunks(self, worker, messages)
+                except SnakepitError as exc:
+                    crash = self._crash(worker, exc)
+                    if crash is exc:
+                        raise
+                    raise crash from exc
+                finally:
+                    self.finish(worker)
+            if scope.cancelled_caught:
+                raise RequestTimeout(f"stream {tool!r} did not finish within {timeout} s",
+                                     details={"tool": tool, "timeout": timeout,
+                                              "pool": self.name})
+        except SnakepitError:
+            rt.errors += 1
+            raise
+
+    # -- introspection ----------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        return self.runtime.stats()
+
+    def workers(self) -> list[dict[str, Any]]:
+        return [w.info() for w in sorted(self.runtime.workers.values(), key=lambda w: w.key)]
+
+
+class _Chunks:
+    """The async iterator ``Pool.stream`` yields: decoded chunks, ending after the final one.
+    A chunk carrying an error raises it (the stream ends there)."""
+
+    def __init__(self, pool: Pool, worker: Worker, messages: AsyncIterator[Any]) -> None:
+        self._pool, self._worker, self._messages = pool, worker, messages
+        self._done = False
+
+    def __aiter__(self) -> "_Chunks":
+        return self
+
+    async def __anext__(self) -> Chunk:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            msg = await self._messages.__anext__()
+        except StopAsyncIteration:
+            self._done = True
+            raise
+        if msg.HasField("error") and msg.error.category:
+            self._done = True
+            raise _error(msg.error)
+        data = serialization.decode(msg.data_json, msg.blobs) if msg.data_json else None
+        self._done = msg.is_final
+        return Chunk(data=data, is_final=msg.is_final, chunk_id=msg.chunk_id,
+                     metadata=dict(msg.metadata))

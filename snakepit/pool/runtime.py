@@ -1,0 +1,150 @@
+"""PoolRuntime: what the parts of one pool share while the pool's supervisor runs.
+
+The pool's supervisor (``rest_for_one``: workers, dispatcher, lifecycle manager) creates one
+``PoolRuntime`` per run; its children find each other through it: workers join and leave the
+current dispatcher, the lifecycle manager walks the slots, the facade reads the counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any, Callable
+
+import psutil
+import trio
+
+from snakepit.config import PoolConfig
+from snakepit.errors import SnakepitError
+from snakepit.pool.dispatcher import Dispatcher
+from snakepit.pool.starter import Slot
+from snakepit.pool.worker import Worker
+
+log = logging.getLogger("snakepit.pool")
+
+Emit = Callable[[tuple[str, ...], dict[str, Any], dict[str, Any]], None]
+
+
+class PoolRuntime:
+    def __init__(self, config: PoolConfig, *, spawn: Callable[[Worker], Any],
+                 connect: Callable[[Worker], Any], emit: Emit | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.adapter = config.resolved_adapter()
+        self.capacity = config.capacity_for(self.adapter)
+        self._spawn = spawn
+        self._connect = connect
+        self._emit = emit
+        self.startup_limiter = trio.CapacityLimiter(config.startup_batch_size)
+        self.dispatcher: Dispatcher | None = None
+        self.slots: dict[str, Slot] = {}
+        self.workers: dict[str, Worker] = {}   # live workers by key
+        self.ready = trio.Event()               # every slot has had a worker ready once
+        self.initial_failure: SnakepitError | None = None
+        self.failed = trio.Event()               # a first start failed (see initial_failure)
+        self._ever_ready: set[str] = set()
+        self.requests = 0
+        self.errors = 0
+        self.restarts = 0
+        self.recycled = 0
+        self.recycle_reasons: dict[str, int] = {}
+        self.run_token = secrets.token_hex(4)
+
+    # -- spawning ---------------------------------------------------------------------------
+    async def spawn(self, worker: Worker) -> Any:
+        return await self._spawn(worker)
+
+    def connect(self, worker: Worker) -> Any:
+        return self._connect(worker)
+
+    # -- slots and workers ------------------------------------------------------------------
+    def add_slot(self, slot_id: str) -> Slot:
+        slot = self.slots[slot_id] = Slot(slot_id)
+        return slot
+
+    def remove_slot(self, slot: Slot) -> None:
+        self.slots.pop(slot.id, None)
+
+    def worker_ready(self, worker: Worker) -> None:
+        self.workers[worker.key] = worker
+        if self.dispatcher is not None:
+            self.dispatcher.add_worker(worker)
+        self.emit(("pool", "worker", "spawned"), {"startup_time": 0.0},
+                  {"worker_id": worker.id, "worker_key": worker.key, "pid": worker.pid})
+        self._ever_ready.add(worker.id)
+        if len(self._ever_ready) >= self.config.size:
+            self.ready.set()
+
+    def worker_gone(self, worker: Worker) -> None:
+        if self.workers.pop(worker.key, None) is None:
+            return
+        if self.dispatcher is not None:
+            self.dispatcher.remove_worker(worker)
+        self.emit(("pool", "worker", "terminated"), {},
+                  {"worker_id": worker.id, "worker_key": worker.key, "pid": worker.pid,
+                   "reason": worker.exit_reason})
+
+    def worker_restarting(self, worker: Worker) -> None:
+        self.restarts += 1
+        self.emit(("pool", "worker", "restarted"), {},
+                  {"worker_id": worker.id, "reason": worker.exit_reason})
+
+    def worker_recycled(self, worker: Worker, reason: str) -> None:
+        self.recycled += 1
+        self.recycle_reasons[reason] = self.recycle_reasons.get(reason, 0) + 1
+        self.emit(("pool", "worker", "recycled"), {},
+                  {"worker_id": worker.id, "worker_key": worker.key, "reason": reason})
+
+    def drain(self, worker: Worker) -> trio.Event:
+        worker.state = "draining"
+        if self.dispatcher is None:
+            done = trio.Event()
+            done.set()
+            return done
+        return self.dispatcher.drain_worker(worker)
+
+    def start_failed(self, slot: Slot, error: SnakepitError) -> None:
+        log.warning("pool %s: worker %s failed to start (%d in a row): %s", self.name, slot.id,
+                    slot.failures, error)
+        if slot.id not in self._ever_ready and self.initial_failure is None:
+            self.initial_failure = error
+            self.failed.set()
+
+    def attach(self, dispatcher: Dispatcher) -> None:
+        """A (new) dispatcher takes over: every live worker joins it."""
+        self.dispatcher = dispatcher
+        for worker in self.workers.values():
+            if worker.state == "ready":
+                dispatcher.add_worker(worker)
+
+    # -- observability ----------------------------------------------------------------------
+    def emit(self, event: tuple[str, ...], measurements: dict[str, Any],
+             metadata: dict[str, Any]) -> None:
+        if self._emit is not None:
+            self._emit(("snakepit",) + event, measurements, {"pool": self.name, **metadata})
+
+    def emit_heartbeat(self, worker: Worker, what: str, **measurements: Any) -> None:
+        self.emit(("heartbeat", what), measurements, {"worker_id": worker.id})
+
+    @staticmethod
+    def rss(pid: int) -> int | None:
+        try:
+            return int(psutil.Process(pid).memory_info().rss)
+        except psutil.Error:
+            return None
+
+    def stats(self) -> dict[str, Any]:
+        d = self.dispatcher
+        return {
+            "workers": len(self.workers),
+            "available": d.available if d else 0,
+            "busy": d.busy if d else 0,
+            "requests": self.requests,
+            "queued": d.queued if d else 0,
+            "errors": self.errors,
+            "queue_timeouts": d.queue_timeouts if d else 0,
+            "pool_saturated": d.pool_saturated if d else 0,
+            "restarts": self.restarts,
+            "recycled": self.recycled,
+            "degraded": sum(1 for s in self.slots.values() if s.degraded),
+        }

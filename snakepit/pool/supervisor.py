@@ -1,0 +1,91 @@
+"""The subtree of one pool (DESIGN.md §1):
+
+    PoolSupervisor[name]        rest_for_one
+    ├── WorkerSupervisor        dynamic: one WorkerStarter per slot <name>-1 .. <name>-<size>
+    ├── Pool                    the dispatcher; registered as ("pool", name)
+    └── LifecycleManager        recycling by TTL / memory
+
+Each run of the pool supervisor builds a fresh :class:`PoolRuntime`, through which its
+children find each other. A crash of the dispatcher restarts it and the lifecycle manager; the
+workers stay and join the new dispatcher. Worker crashes stop at their starter.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import trio
+
+from snakepit import otp
+from snakepit.config import PoolConfig
+from snakepit.pool.dispatcher import Dispatcher
+from snakepit.pool.lifecycle import lifecycle_manager
+from snakepit.pool.pool import Pool
+from snakepit.pool.runtime import PoolRuntime
+from snakepit.pool.starter import worker_starter
+
+STARTER_GRACE_MARGIN = 5.0   # beyond shutdown_grace: SIGKILL and reaping
+
+
+def slot_ids(config: PoolConfig) -> list[str]:
+    return [f"{config.name}-{i}" for i in range(1, config.size + 1)]
+
+
+async def worker_supervisor(runtime: PoolRuntime, *,
+                            task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+                            ) -> None:
+    """A dynamic supervisor with one starter per slot; starters report started at once, so
+    every worker of every pool spawns concurrently (bounded by ``startup_batch_size``)."""
+    cfg = runtime.config
+    dyn = otp.DynamicSupervisor(max_children=cfg.size, name=f"pool:{cfg.name}:workers")
+    try:
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(dyn.run)
+            for slot_id in slot_ids(cfg):
+                await handle.start_child(otp.ChildSpec(
+                    id=slot_id, start=functools.partial(worker_starter, runtime, slot_id),
+                    restart="permanent", shutdown=cfg.shutdown_grace + STARTER_GRACE_MARGIN))
+            task_status.started(handle)
+    except BaseExceptionGroup as group:
+        raise otp.unwrap_group(group) from None
+
+
+async def dispatcher_child(runtime: PoolRuntime, registry: otp.Registry, *,
+                           task_status: trio.TaskStatus[Pool] = trio.TASK_STATUS_IGNORED
+                           ) -> None:
+    cfg = runtime.config
+    dispatcher = Dispatcher(cfg.name, max_queue_size=cfg.max_queue_size,
+                            queue_timeout=cfg.queue_timeout, affinity=cfg.affinity)
+    pool = Pool(runtime, dispatcher)
+    runtime.attach(dispatcher)
+    try:
+        with registry.register(("pool", cfg.name), pool):
+            task_status.started(pool)
+            await trio.sleep_forever()
+    finally:
+        dispatcher.close()   # queued callers get ShuttingDown at once
+
+
+async def pool_supervisor(config: PoolConfig, registry: otp.Registry,
+                          make_runtime: Callable[[PoolConfig], PoolRuntime], *,
+                          task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+                          ) -> None:
+    runtime = make_runtime(config)
+    sup = otp.Supervisor([
+        otp.ChildSpec(id="workers", start=functools.partial(worker_supervisor, runtime),
+                      type="supervisor", shutdown=otp.INFINITY),
+        otp.ChildSpec(id="dispatcher",
+                      start=functools.partial(dispatcher_child, runtime, registry)),
+        otp.ChildSpec(id="lifecycle", start=functools.partial(lifecycle_manager, runtime)),
+    ], strategy="rest_for_one", name=f"pool:{config.name}")
+    with registry.register(("pool_runtime", config.name), runtime):
+        await sup.run(task_status=task_status)
+
+
+def pool_spec(config: PoolConfig, registry: otp.Registry,
+              make_runtime: Callable[[PoolConfig], PoolRuntime]) -> otp.ChildSpec:
+    return otp.ChildSpec(
+        id=("pool", config.name),
+        start=functools.partial(pool_supervisor, config, registry, make_runtime),
+        type="supervisor", shutdown=otp.INFINITY)

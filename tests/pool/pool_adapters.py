@@ -1,0 +1,58 @@
+"""Adapters for pool tests (imported by worker processes via PYTHONPATH=tests/pool)."""
+
+import os
+import signal
+import time
+
+from snakepit_bridge import BaseAdapter, ThreadSafeAdapter, tool
+
+
+class MisbehavingAdapter(BaseAdapter):
+    """Tools that make the worker process misbehave in ways the host must survive."""
+
+    @tool
+    def ping(self) -> dict:
+        return {"status": "pong", "pid": os.getpid()}
+
+    @tool
+    def pid(self) -> int:
+        return os.getpid()
+
+    @tool
+    def sleep(self, seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    @tool
+    def freeze(self) -> None:
+        """Stop the whole process (no heartbeats, nothing) until SIGCONT."""
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+    @tool
+    def ignore_sigterm(self) -> int:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return os.getpid()
+
+    @tool
+    def spawn_grandchild(self) -> int:
+        """A grandchild in the worker's process group, which must die with the worker."""
+        import subprocess
+        import sys
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        return proc.pid
+
+
+class ThreadedAdapter(ThreadSafeAdapter):
+    @tool
+    def sleep(self, seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+
+class FailingInitAdapter(BaseAdapter):
+    def initialize(self) -> None:
+        raise RuntimeError("model weights not found (on purpose)")
+
+    @tool
+    def ping(self) -> str:
+        return "pong"
