@@ -1,0 +1,99 @@
+"""``python -m snakepit_bridge --adapter module:Class ...``: run one worker process.
+
+Exit codes: 0 stopped by SIGTERM/SIGINT, 2 bad usage, 3 the adapter failed to load or
+initialize, 4 the host is gone (stdin EOF or heartbeats lost while dependent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+THREAD_LIMIT_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                     "NUMEXPR_NUM_THREADS")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m snakepit_bridge",
+                                description="Run a snakepit worker for an adapter class.")
+    p.add_argument("--adapter", required=True, help="module.path:ClassName")
+    p.add_argument("--worker-id", default=f"worker-{os.getpid()}")
+    p.add_argument("--ready-fd", type=int, default=None,
+                   help="fd to write the readiness line to (default: stdout)")
+    p.add_argument("--host-address", default="")
+    p.add_argument("--max-concurrency", type=int, default=1)
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error", "none"])
+    p.add_argument("--heartbeat-interval", type=float, default=2.0)
+    p.add_argument("--heartbeat-timeout", type=float, default=10.0)
+    p.add_argument("--no-dependent", action="store_true")
+    p.add_argument("--shutdown-grace", type=float, default=5.0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.max_concurrency < 1:
+        print(f"--max-concurrency must be >= 1, got {args.max_concurrency}", file=sys.stderr)
+        return 2
+    # Before any user code (numpy & co read these once, at import).
+    for var in THREAD_LIMIT_VARS:
+        os.environ.setdefault(var, "1")
+    os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+    secret = os.environ.pop("SNAKEPIT_SECRET", "")
+    if not secret:
+        print("SNAKEPIT_SECRET is not set: a worker needs the host's per-run secret in its "
+              "environment", file=sys.stderr)
+        return 2
+    level = logging.CRITICAL + 1 if args.log_level == "none" else args.log_level.upper()
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)s [{args.worker_id}] %(name)s: "
+                               f"%(message)s")
+
+    module_name, _, class_name = args.adapter.partition(":")
+    if not module_name or not class_name:
+        print(f"--adapter must be module.path:ClassName, got {args.adapter!r}", file=sys.stderr)
+        return 2
+    try:
+        module = importlib.import_module(module_name)
+        adapter_cls = getattr(module, class_name)
+    except Exception as exc:
+        import traceback
+        traceback.print_exc()
+        print(f"cannot load adapter {args.adapter!r}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 3
+    if args.max_concurrency > 1 and not getattr(adapter_cls, "thread_safe", False):
+        print(f"adapter {args.adapter} is not declared thread-safe, so it cannot serve "
+              f"--max-concurrency {args.max_concurrency}: subclass "
+              f"snakepit_bridge.ThreadSafeAdapter (or set thread_safe = True) once its tools "
+              f"may run concurrently, or use the process profile", file=sys.stderr)
+        return 2
+    try:
+        adapter = adapter_cls()
+    except Exception as exc:
+        import traceback
+        traceback.print_exc()
+        print(f"cannot create adapter {args.adapter!r}: {exc}", file=sys.stderr)
+        return 3
+
+    import asyncio
+
+    from snakepit_bridge.server import Options, serve
+    opts = Options(worker_id=args.worker_id, ready_fd=args.ready_fd,
+                   host_address=args.host_address, max_concurrency=args.max_concurrency,
+                   heartbeat_interval=args.heartbeat_interval,
+                   heartbeat_timeout=args.heartbeat_timeout, dependent=not args.no_dependent,
+                   shutdown_grace=args.shutdown_grace, secret=secret)
+    code = asyncio.run(serve(adapter, opts))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Tool threads that ignore cancellation must not keep a stopped worker alive.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

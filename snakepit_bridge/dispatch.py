@@ -1,0 +1,262 @@
+"""The worker's request core, independent of the transport that carries requests.
+
+``ToolDispatcher.execute(request)`` → ``ExecuteResponse`` and ``ToolDispatcher.stream(request)``
+→ async iterator of ``ToolChunk``: look up the tool, decode and bind the arguments, run it (sync
+tools in the worker's thread pool, async tools on the loop, generators chunk by chunk), and turn
+results and errors into messages. Cancelling the awaiting task cancels the tool: async tools are
+cancelled, generators closed (their ``finally`` runs), sync tools see ``ctx.cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import threading
+import traceback
+from typing import Any, AsyncIterator, Callable
+
+import attrs
+
+from snakepit_bridge import serialization, telemetry
+from snakepit_bridge.adapter import ArgumentError, BaseAdapter, ToolInfo
+from snakepit_bridge.context import HostClient, SessionContext
+from snakepit_bridge.proto import bridge_pb2 as pb
+
+
+@attrs.frozen
+class StreamChunk:
+    """Yield this from a streaming tool to set metadata or mark the final chunk yourself."""
+
+    data: Any = None
+    is_final: bool = False
+    metadata: dict[str, str] = attrs.field(factory=dict)
+
+
+def error_info(category: str, type_: str, message: str, details: dict[str, Any] | None = None,
+               tb: str = "") -> pb.ErrorInfo:
+    return pb.ErrorInfo(category=category, type=type_, message=message,
+                        details_json=serialization.dumps(details or {}), traceback=tb)
+
+
+class _Failure(Exception):
+    def __init__(self, info: pb.ErrorInfo) -> None:
+        super().__init__(info.message)
+        self.info = info
+
+
+_END = object()
+
+
+def _next_or_end(gen: Any) -> Any:
+    try:
+        return next(gen)
+    except StopIteration:
+        return _END
+
+
+class ToolDispatcher:
+    def __init__(self, adapter: BaseAdapter, *, worker_id: str, host: HostClient | None,
+                 max_concurrency: int) -> None:
+        self.adapter = adapter
+        self.tools: dict[str, ToolInfo] = adapter.tools()
+        self.worker_id = worker_id
+        self.host = host
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_concurrency, thread_name_prefix="snakepit-tool")
+        self.slots = asyncio.Semaphore(max_concurrency)
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.in_flight = 0
+
+    # -- shared steps -----------------------------------------------------------------------
+    def _prepare(self, req: pb.ExecuteRequest, streaming: bool
+                 ) -> tuple[ToolInfo, dict[str, Any], threading.Event]:
+        tool = self.tools.get(req.tool)
+        if tool is None:
+            raise _Failure(error_info(
+                "unknown_tool", "UnknownTool",
+                f"no tool named {req.tool!r}; available: {', '.join(sorted(self.tools))}",
+                {"tool": req.tool, "available": sorted(self.tools)}))
+        if tool.streaming and not streaming:
+            raise _Failure(error_info(
+                "invalid_arguments", "StreamingTool",
+                f"{tool.name!r} is a streaming tool: use stream() (ExecuteStream), not execute()",
+                {"tool": tool.name}))
+        try:
+            args = serialization.decode(req.args_json, req.blobs)
+        except ValueError as exc:
+            raise _Failure(error_info("invalid_arguments", "InvalidJSON",
+                                      f"arguments of {tool.name!r} are not valid JSON: {exc}",
+                                      {"tool": tool.name})) from None
+        try:
+            kwargs = tool.bind(args)
+        except ArgumentError as exc:
+            raise _Failure(error_info("invalid_arguments", "InvalidArguments", str(exc),
+                                      exc.details)) from None
+        cancel = threading.Event()
+        if tool.ctx_param:
+            state = self.sessions.setdefault(req.session_id, {}) if req.session_id else None
+            kwargs[tool.ctx_param] = SessionContext(
+                session_id=req.session_id, correlation_id=req.correlation_id, host=self.host,
+                session_state=state, metadata=dict(req.metadata), cancel_event=cancel)
+        return tool, kwargs, cancel
+
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
+        ctx = contextvars.copy_context()
+        return asyncio.get_running_loop().run_in_executor(
+            self.executor, functools.partial(ctx.run, fn, *args))
+
+    @staticmethod
+    def _tool_error(tool: str, exc: BaseException) -> pb.ErrorInfo:
+        return error_info("tool", type(exc).__name__, str(exc), {"tool": tool},
+                          "".join(traceback.format_exception(exc)))
+
+    @staticmethod
+    def _encode(tool: str, value: Any) -> tuple[bytes, dict[str, pb.Blob]]:
+        try:
+            return serialization.encode(value)
+        except serialization.Unserializable as exc:
+            raise _Failure(error_info(
+                "unserializable_result", "Unserializable",
+                f"{tool!r} returned a value that cannot be sent: {exc}",
+                {"tool": tool, "type": exc.type_name})) from None
+
+    # -- unary ------------------------------------------------------------------------------
+    async def execute(self, req: pb.ExecuteRequest) -> pb.ExecuteResponse:
+        token = telemetry.correlation.set(req.correlation_id)
+        try:
+            value = await self._run_unary(req)
+            data, blobs = self._encode(req.tool, value)
+            return pb.ExecuteResponse(success=True, result_json=data, blobs=blobs)
+        except _Failure as failure:
+            return pb.ExecuteResponse(success=False, error=failure.info)
+        finally:
+            telemetry.correlation.reset(token)
+
+    async def _run_unary(self, req: pb.ExecuteRequest, *, streaming: bool = False) -> Any:
+        tool, kwargs, cancel = self._prepare(req, streaming)
+        async with self.slots:
+            self.in_flight += 1
+            try:
+                if tool.is_async:
+                    work: Any = tool.fn(**kwargs)
+                else:
+                    work = self._in_thread(functools.partial(tool.fn, **kwargs))
+                if req.timeout > 0:
+                    return await asyncio.wait_for(work, req.timeout)
+                return await work
+            except asyncio.TimeoutError:
+                cancel.set()
+                raise _Failure(error_info(
+                    "timeout", "Timeout", f"{tool.name!r} exceeded its {req.timeout} s deadline",
+                    {"tool": tool.name, "timeout": req.timeout})) from None
+            except asyncio.CancelledError:
+                cancel.set()
+                raise
+            except _Failure:
+                raise
+            except Exception as exc:
+                raise _Failure(self._tool_error(tool.name, exc)) from None
+            finally:
+                self.in_flight -= 1
+
+    # -- streaming --------------------------------------------------------------------------
+    async def stream(self, req: pb.ExecuteRequest) -> AsyncIterator[pb.ToolChunk]:
+        token = telemetry.correlation.set(req.correlation_id)
+        chunk_id = 0
+        try:
+            try:
+                if req.tool in self.tools and not self.tools[req.tool].streaming:
+                    value = await self._run_unary(req, streaming=True)
+                    data, blobs = self._encode(req.tool, value)
+                    yield pb.ToolChunk(chunk_id=1, data_json=data, blobs=blobs, is_final=True)
+                    return
+                async for chunk in self._stream_tool(req):
+                    chunk_id += 1
+                    chunk.chunk_id = chunk_id
+                    yield chunk
+                    if chunk.is_final:
+                        return
+            except _Failure as failure:
+                yield pb.ToolChunk(chunk_id=chunk_id + 1, is_final=True, error=failure.info)
+                return
+            yield pb.ToolChunk(chunk_id=chunk_id + 1, is_final=True)
+        finally:
+            telemetry.correlation.reset(token)
+
+    async def _stream_tool(self, req: pb.ExecuteRequest) -> AsyncIterator[pb.ToolChunk]:
+        tool, kwargs, cancel = self._prepare(req, True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + req.timeout if req.timeout > 0 else None
+        async with self.slots:
+            self.in_flight += 1
+            gen: Any = None
+            try:
+                gen = tool.fn(**kwargs) if tool.is_async else \
+                    await self._in_thread(functools.partial(tool.fn, **kwargs))
+                while True:
+                    step = gen.__anext__() if tool.is_async else self._in_thread(_next_or_end,
+                                                                                 gen)
+                    if deadline is not None:
+                        item = await asyncio.wait_for(step, max(0.0, deadline - loop.time()))
+                    else:
+                        item = await step
+                    if item is _END:
+                        return
+                    yield self._chunk(tool.name, item)
+            except StopAsyncIteration:
+                return
+            except asyncio.TimeoutError:
+                cancel.set()
+                raise _Failure(error_info("timeout", "Timeout",
+                                          f"stream {tool.name!r} exceeded {req.timeout} s",
+                                          {"tool": tool.name, "timeout": req.timeout})) from None
+            except (_Failure, asyncio.CancelledError, GeneratorExit):
+                cancel.set()
+                raise
+            except Exception as exc:
+                raise _Failure(self._tool_error(tool.name, exc)) from None
+            finally:
+                self.in_flight -= 1
+                cancel.set()
+                if gen is not None:
+                    await self._close(gen, tool.is_async)
+
+    async def _close(self, gen: Any, is_async: bool) -> None:
+        try:
+            if is_async:
+                await gen.aclose()
+            else:
+                await self._in_thread(gen.close)
+        except Exception:  # a generator failing in its finally must not break the worker
+            pass
+
+    def _chunk(self, tool: str, item: Any) -> pb.ToolChunk:
+        if isinstance(item, StreamChunk):
+            data, blobs = self._encode(tool, item.data) if item.data is not None else (b"", {})
+            return pb.ToolChunk(data_json=data, blobs=blobs, is_final=item.is_final,
+                                metadata=item.metadata)
+        data, blobs = self._encode(tool, item)
+        return pb.ToolChunk(data_json=data, blobs=blobs)
+
+    # -- sessions ---------------------------------------------------------------------------
+    async def init_session(self, session_id: str, metadata: Any) -> bool:
+        created = session_id not in self.sessions
+        self.sessions.setdefault(session_id, {})
+        await _maybe_await(self.adapter.on_session_start(session_id, metadata))
+        return created
+
+    async def end_session(self, session_id: str) -> bool:
+        existed = self.sessions.pop(session_id, None) is not None
+        await _maybe_await(self.adapter.on_session_end(session_id))
+        return existed
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if asyncio.iscoroutine(value):
+        return await value
+    return value
