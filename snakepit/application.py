@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import secrets
-import sys
 from typing import Any
 
 import trio
@@ -44,6 +42,7 @@ class HostContext:
         self.host_address = ""
         self.process_registry: Any = None
         self.telemetry: Any = None
+        self.host_services: Any = None   # the HostService handler (tools, sessions)
 
     def emit(self, event: tuple[str, ...], measurements: dict[str, Any],
              metadata: dict[str, Any]) -> None:
@@ -54,9 +53,9 @@ class HostContext:
         return PoolRuntime(config, spawn=functools.partial(self.spawn, config),
                            connect=self.connect, emit=self.emit)
 
-    async def spawn(self, config: PoolConfig, worker: Worker) -> Any:
+    async def spawn(self, config: PoolConfig, worker: Worker, nursery: trio.Nursery) -> Any:
         from snakepit.pool.launch import spawn_worker
-        return await spawn_worker(self, config, worker)
+        return await spawn_worker(self, config, worker, nursery)
 
     def connect(self, worker: Worker) -> Any:
         from snakepit.transport.grpc import GrpcTransport
@@ -150,10 +149,7 @@ async def _host_bridge(host: HostContext, *,
                        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
     from snakepit.hostbridge.server import run_host_bridge
 
-    async def started(info: Any) -> None:
+    async with trio.open_nursery() as nursery:
+        info = await nursery.start(run_host_bridge, host.secret, host.host_services)
         host.host_address = info.address
-    await run_host_bridge(host.secret, handler=None, task_status=task_status,
-                          on_started=lambda info: setattr(host, "host_address", info.address))
-
-
-_ = (os, sys)
+        task_status.started(info)

@@ -23,6 +23,7 @@ from snakepit.otp.errors import (AlreadyRegistered, ChildNotFound, ChildRunning,
                                  MaxChildrenReached, MaxRestartsExceeded, NotRunning, OTPError,
                                  Shutdown, StartError)
 from snakepit.otp.events import Observer, SupervisorEvent, current_observer
+from snakepit.otp.running import running
 from snakepit.otp.registry import Registration, Registry, Via
 from snakepit.otp.spec import INFINITY, ChildSpec, ChildType, Restart, Strategy
 from snakepit.otp.supervisor import ChildInfo, DynamicSupervisor, Supervisor, SupervisorHandle
@@ -33,5 +34,5 @@ __all__ = [
     "MaxRestartsExceeded", "NotRunning", "OTPError", "Observer", "Registration", "Registry",
     "Restart", "RestartPlan", "RestartWindow", "Shutdown", "StartError", "Strategy",
     "Supervisor", "SupervisorEvent", "SupervisorHandle", "Via", "current_observer",
-    "restart_plan", "should_restart", "shielded_cleanup", "shutdown_grace", "unwrap_group",
+    "restart_plan", "running", "should_restart", "shielded_cleanup", "shutdown_grace", "unwrap_group",
 ]

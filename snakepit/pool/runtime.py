@@ -26,7 +26,7 @@ Emit = Callable[[tuple[str, ...], dict[str, Any], dict[str, Any]], None]
 
 
 class PoolRuntime:
-    def __init__(self, config: PoolConfig, *, spawn: Callable[[Worker], Any],
+    def __init__(self, config: PoolConfig, *, spawn: Callable[[Worker, trio.Nursery], Any],
                  connect: Callable[[Worker], Any], emit: Emit | None = None) -> None:
         self.config = config
         self.name = config.name
@@ -51,8 +51,8 @@ class PoolRuntime:
         self.run_token = secrets.token_hex(4)
 
     # -- spawning ---------------------------------------------------------------------------
-    async def spawn(self, worker: Worker) -> Any:
-        return await self._spawn(worker)
+    async def spawn(self, worker: Worker, nursery: trio.Nursery) -> Any:
+        return await self._spawn(worker, nursery)
 
     def connect(self, worker: Worker) -> Any:
         return self._connect(worker)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from snakepit import otp
 from snakepit.errors import WorkerCrashed
 
 if TYPE_CHECKING:
@@ -63,32 +64,35 @@ class Worker:
                   ) -> None:
         rt = self.runtime
         try:
-            with self._scope:
-                async with rt.startup_limiter:
-                    self.process = await rt.spawn(self)
-                    ready = await self.process.wait_ready(rt.config.startup_timeout)
-                    if rt.config.startup_batch_delay:
-                        await trio.sleep(rt.config.startup_batch_delay)
-                self.pid, self.port = ready.pid, ready.port
-                self.transport = rt.connect(self)
-                self.state = "ready"
-                self.started_at = time.time()
-                self.started_mono = trio.current_time()
-                task_status.started(self)
-                await self._serve()
-            if self._scope.cancelled_caught and self.exit_reason is None:
-                self.exit_reason = "stopped"
-        except Exception as exc:
-            if self.state == "starting":
-                raise
-            self.exit_reason = f"{type(exc).__name__}: {exc}"
-            log.warning("worker %s failed: %s", self.key, self.exit_reason)
+            async with trio.open_nursery() as nursery:   # the process's output pumps
+                try:
+                    with self._scope:
+                        async with rt.startup_limiter:
+                            self.process = await rt.spawn(self, nursery)
+                            ready = await self.process.wait_ready(rt.config.startup_timeout)
+                            if rt.config.startup_batch_delay:
+                                await trio.sleep(rt.config.startup_batch_delay)
+                        self.pid, self.port = ready.pid, ready.port
+                        self.transport = rt.connect(self)
+                        self.state = "ready"
+                        self.started_at = time.time()
+                        self.started_mono = trio.current_time()
+                        task_status.started(self)
+                        await self._serve()
+                    if self._scope.cancelled_caught and self.exit_reason is None:
+                        self.exit_reason = "stopped"
+                except Exception as exc:
+                    if self.state == "starting":
+                        raise
+                    self.exit_reason = f"{type(exc).__name__}: {exc}"
+                    log.warning("worker %s failed: %s", self.key, self.exit_reason)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self._cleanup()
+                    nursery.cancel_scope.cancel()   # pumps a stray grandchild keeps open
+        except BaseExceptionGroup as group:
+            raise otp.unwrap_group(group) from None
         finally:
-            was_starting = self.state == "starting"
-            self.state = "stopping"
-            with trio.CancelScope(shield=True):
-                await self._cleanup()
-            self.state = "stopped" if not was_starting else "failed"
             self.exited.set()
 
     async def _serve(self) -> None:
@@ -136,6 +140,7 @@ class Worker:
 
     async def _cleanup(self) -> None:
         rt = self.runtime
+        self.state = "stopping" if self.state != "starting" else "failed"
         rt.worker_gone(self)
         if self.transport is not None:
             try:
@@ -144,6 +149,8 @@ class Worker:
                 log.debug("closing transport of %s: %r", self.key, exc)
         if self.process is not None:
             await self.process.terminate(rt.config.shutdown_grace)
+        if self.state == "stopping":
+            self.state = "stopped"
 
     def info(self) -> dict[str, Any]:
         rss = None

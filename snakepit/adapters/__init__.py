@@ -1,0 +1,8 @@
+"""How to launch each kind of worker: :class:`PythonAdapter`, :class:`CommandAdapter`, or your
+own :class:`Adapter` subclass."""
+
+from snakepit.adapters.base import Adapter, CheckResult, LaunchOptions
+from snakepit.adapters.command import CommandAdapter
+from snakepit.adapters.python import PythonAdapter
+
+__all__ = ["Adapter", "CheckResult", "CommandAdapter", "LaunchOptions", "PythonAdapter"]

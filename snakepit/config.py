@@ -1,0 +1,285 @@
+"""Configuration: frozen, validated at construction (DESIGN.md §2b).
+
+    config = snakepit.Config(pools=[snakepit.PoolConfig(
+        name="default", size=4, adapter="snakepit_bridge.adapters.showcase:ShowcaseAdapter")])
+    config = snakepit.Config.from_file("snakepit.toml")
+
+A bad value raises :class:`~snakepit.errors.ConfigError` naming the field, the value and what is
+allowed, before any process starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+import attrs
+
+from snakepit.errors import ConfigError
+
+_ADAPTER_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _fail(owner: str, field: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"{owner}.{field} must be {allowed}, got {value!r}",
+                       details={"field": f"{owner}.{field}", "value": repr(value),
+                                "allowed": allowed})
+
+
+def _number(owner: str, *, minimum: float = 0.0, strict: bool = False, integer: bool = False,
+            optional: bool = False) -> Callable[[Any, Any, Any], None]:
+    kind = "an integer" if integer else "a number of seconds" if not integer else ""
+    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    allowed = f"{kind} {bound}" + (" or None" if optional else "")
+
+    def check(instance: Any, attribute: Any, value: Any) -> None:
+        if value is None and optional:
+            return
+        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type:
+            raise _fail(owner, attribute.name, value, allowed)
+        if (value <= minimum) if strict else (value < minimum):
+            raise _fail(owner, attribute.name, value, allowed)
+    return check
+
+
+def _choice(owner: str, *choices: str) -> Callable[[Any, Any, Any], None]:
+    allowed = "one of " + ", ".join(repr(c) for c in choices)
+
+    def check(instance: Any, attribute: Any, value: Any) -> None:
+        if value not in choices:
+            raise _fail(owner, attribute.name, value, allowed)
+    return check
+
+
+def _str_dict(owner: str) -> Callable[[Any, Any, Any], None]:
+    def check(instance: Any, attribute: Any, value: Any) -> None:
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise _fail(owner, attribute.name, value, "a dict of strings to strings")
+    return check
+
+
+@attrs.frozen
+class HeartbeatConfig:
+    """Host → worker heartbeats. ``max_missed`` missed pongs restart a ``dependent`` worker;
+    a dependent worker also exits when the host's heartbeats stop for ``timeout`` seconds."""
+
+    interval: float = attrs.field(default=2.0, validator=_number("HeartbeatConfig",
+                                                                  strict=True))
+    timeout: float = attrs.field(default=10.0, validator=_number("HeartbeatConfig",
+                                                                  strict=True))
+    max_missed: int = attrs.field(default=3, validator=_number("HeartbeatConfig", minimum=1,
+                                                               integer=True))
+    dependent: bool = attrs.field(default=True)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.dependent, bool):
+            raise _fail("HeartbeatConfig", "dependent", self.dependent, "True or False")
+
+
+def _default_size() -> int:
+    return 2 * (os.cpu_count() or 1)
+
+
+def _check_adapter(instance: Any, attribute: Any, value: Any) -> None:
+    if isinstance(value, str):
+        if not _ADAPTER_RE.match(value):
+            raise _fail("PoolConfig", "adapter", value,
+                        "'module.path:ClassName' or an adapter object from snakepit.adapters")
+    elif not callable(getattr(value, "command", None)):
+        raise _fail("PoolConfig", "adapter", value,
+                    "'module.path:ClassName' or an adapter object from snakepit.adapters")
+
+
+def _check_name(instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise _fail(type(instance).__name__, attribute.name, value,
+                    "1-64 characters: letters, digits, '_', '.', '-' (not first)")
+
+
+@attrs.frozen
+class PoolConfig:
+    name: str = attrs.field(default="default", validator=_check_name)
+    adapter: Any = attrs.field(default="snakepit_bridge.adapters.showcase:ShowcaseAdapter",
+                               validator=_check_adapter)
+    size: int = attrs.field(factory=_default_size,
+                            validator=_number("PoolConfig", minimum=1, integer=True))
+    profile: str = attrs.field(default="process",
+                               validator=_choice("PoolConfig", "process", "thread"))
+    threads_per_worker: int = attrs.field(default=1, validator=_number("PoolConfig", minimum=1,
+                                                                        integer=True))
+    adapter_args: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    env: dict[str, str] = attrs.field(factory=dict, validator=_str_dict("PoolConfig"))
+    python: str | None = attrs.field(default=None)
+    thread_limits: dict[str, str] | None = attrs.field(default=None)
+    max_queue_size: int = attrs.field(default=1000, validator=_number("PoolConfig",
+                                                                       integer=True))
+    queue_timeout: float = attrs.field(default=10.0, validator=_number("PoolConfig",
+                                                                        strict=True))
+    request_timeout: float = attrs.field(default=300.0, validator=_number("PoolConfig",
+                                                                           strict=True))
+    stream_timeout: float = attrs.field(default=900.0, validator=_number("PoolConfig",
+                                                                          strict=True))
+    startup_timeout: float = attrs.field(default=30.0, validator=_number("PoolConfig",
+                                                                          strict=True))
+    startup_batch_size: int = attrs.field(default=8, validator=_number("PoolConfig", minimum=1,
+                                                                        integer=True))
+    startup_batch_delay: float = attrs.field(default=0.0, validator=_number("PoolConfig"))
+    affinity: str = attrs.field(default="hint", validator=_choice(
+        "PoolConfig", "hint", "strict_queue", "strict_fail_fast"))
+    worker_ttl: float | None = attrs.field(default=None, validator=_number(
+        "PoolConfig", strict=True, optional=True))
+    worker_max_requests: int | None = attrs.field(default=None, validator=_number(
+        "PoolConfig", minimum=1, integer=True, optional=True))
+    worker_max_memory_mb: float | None = attrs.field(default=None, validator=_number(
+        "PoolConfig", strict=True, optional=True))
+    shutdown_grace: float = attrs.field(default=6.0, validator=_number("PoolConfig"))
+    heartbeat: HeartbeatConfig = attrs.field(factory=HeartbeatConfig)
+    required: bool = attrs.field(default=True)
+    transport: str = attrs.field(default="grpc", validator=_choice("PoolConfig", "grpc"))
+
+    def __attrs_post_init__(self) -> None:
+        if self.python is not None and (not isinstance(self.python, str) or not self.python):
+            raise _fail("PoolConfig", "python", self.python,
+                        "a path or command name of a Python interpreter, or None")
+        if self.thread_limits is not None:
+            _str_dict("PoolConfig")(self, attrs.fields(PoolConfig).thread_limits,
+                                    self.thread_limits)
+        if not isinstance(self.heartbeat, HeartbeatConfig):
+            raise _fail("PoolConfig", "heartbeat", self.heartbeat, "a HeartbeatConfig")
+        if not isinstance(self.required, bool):
+            raise _fail("PoolConfig", "required", self.required, "True or False")
+        if self.profile == "process" and self.threads_per_worker != 1:
+            raise _fail("PoolConfig", "threads_per_worker", self.threads_per_worker,
+                        "1 with profile='process' (use profile='thread' for more)")
+        if not all(isinstance(a, str) for a in self.adapter_args):
+            raise _fail("PoolConfig", "adapter_args", self.adapter_args, "a list of strings")
+        if self.heartbeat.timeout < self.heartbeat.interval:
+            raise _fail("HeartbeatConfig", "timeout", self.heartbeat.timeout,
+                        f"a number of seconds >= interval ({self.heartbeat.interval})")
+
+    def resolved_adapter(self) -> Any:
+        """The adapter object (a ``"module:Class"`` string becomes a PythonAdapter)."""
+        if isinstance(self.adapter, str):
+            from snakepit.adapters import PythonAdapter
+            return PythonAdapter(self.adapter, python=self.python,
+                                 adapter_args=self.adapter_args)
+        return self.adapter
+
+    def capacity_for(self, adapter: Any) -> int:
+        """Concurrent requests per worker: the thread profile's ``threads_per_worker``,
+        else the adapter's declared ``capacity``, else 1."""
+        if self.profile == "thread":
+            return self.threads_per_worker
+        declared = getattr(adapter, "capacity", None)
+        return int(declared) if declared else 1
+
+
+@attrs.frozen
+class SessionConfig:
+    ttl: float = attrs.field(default=3600.0, validator=_number("SessionConfig", strict=True))
+    cleanup_interval: float = attrs.field(default=60.0, validator=_number("SessionConfig",
+                                                                           strict=True))
+    max_sessions: int | None = attrs.field(default=10_000, validator=_number(
+        "SessionConfig", minimum=1, integer=True, optional=True))
+    max_programs_per_session: int | None = attrs.field(default=None, validator=_number(
+        "SessionConfig", minimum=1, integer=True, optional=True))
+    max_global_programs: int | None = attrs.field(default=None, validator=_number(
+        "SessionConfig", minimum=1, integer=True, optional=True))
+    max_variables_per_session: int | None = attrs.field(default=None, validator=_number(
+        "SessionConfig", minimum=1, integer=True, optional=True))
+    store: str = attrs.field(default="memory", validator=_choice("SessionConfig", "memory",
+                                                                  "sqlite"))
+
+
+def _pools(value: Any) -> tuple[PoolConfig, ...]:
+    if isinstance(value, PoolConfig):
+        value = [value]
+    try:
+        return tuple(value)
+    except TypeError:
+        raise _fail("Config", "pools", value, "a list of PoolConfig") from None
+
+
+@attrs.frozen
+class Config:
+    pools: tuple[PoolConfig, ...] = attrs.field(factory=lambda: (PoolConfig(),),
+                                                converter=_pools)
+    sessions: SessionConfig = attrs.field(factory=SessionConfig)
+    state_dir: str | None = attrs.field(default=None)
+    instance_name: str = attrs.field(default="default", validator=_check_name)
+    log_level: str = attrs.field(default="info", validator=_choice(
+        "Config", "debug", "info", "warning", "error", "none"))
+    metrics_address: str | None = attrs.field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.pools:
+            raise _fail("Config", "pools", list(self.pools), "at least one PoolConfig")
+        seen: set[str] = set()
+        for pool in self.pools:
+            if not isinstance(pool, PoolConfig):
+                raise _fail("Config", "pools", pool, "a list of PoolConfig")
+            if pool.name in seen:
+                raise _fail("Config", "pools", pool.name, "pools with distinct names "
+                            f"({pool.name!r} appears twice)")
+            seen.add(pool.name)
+        if not isinstance(self.sessions, SessionConfig):
+            raise _fail("Config", "sessions", self.sessions, "a SessionConfig")
+        if self.state_dir is not None and not isinstance(self.state_dir, (str, os.PathLike)):
+            raise _fail("Config", "state_dir", self.state_dir, "a directory path or None")
+
+    def pool(self, name: str) -> PoolConfig:
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise ConfigError(f"no pool named {name!r}; pools: {[p.name for p in self.pools]}")
+
+    def resolved_state_dir(self) -> Path:
+        """``state_dir``, else ``$XDG_STATE_HOME/snakepit``, else ``~/.local/state/snakepit``."""
+        if self.state_dir is not None:
+            return Path(self.state_dir).expanduser()
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "snakepit"
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> "Config":
+        """Load a TOML file: top-level keys, ``[sessions]``, ``[[pools]]`` with
+        ``[pools.heartbeat]``. Unknown keys are errors."""
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        return cls.from_dict(data, where=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> "Config":
+        data = dict(data)
+        pools = []
+        for i, raw in enumerate(data.pop("pools", [{}])):
+            raw = dict(raw)
+            if "heartbeat" in raw:
+                raw["heartbeat"] = _build(HeartbeatConfig, raw["heartbeat"],
+                                          f"{where}: pools[{i}].heartbeat")
+            pools.append(_build(PoolConfig, raw, f"{where}: pools[{i}]"))
+        if "sessions" in data:
+            data["sessions"] = _build(SessionConfig, data["sessions"], f"{where}: sessions")
+        return _build(cls, {**data, "pools": pools}, where)  # type: ignore[no-any-return]
+
+
+def _build(klass: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table, got {raw!r}")
+    known = {a.name for a in attrs.fields(klass)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} for {klass.__name__}; "
+                          f"known: {', '.join(sorted(known))}")
+    return klass(**raw)

@@ -1,0 +1,1 @@
+"""The host's gRPC server that workers call back into (HostService)."""

@@ -1,0 +1,186 @@
+"""One worker OS process from trio: spawn, readiness, output forwarding, stop, reap.
+
+    proc = await WorkerProcess.spawn(argv, env=env, cwd=None, worker_id="default-1",
+                                     nursery=nursery, registry=process_registry)
+    ready = await proc.wait_ready(timeout=30.0)        # ready.port, ready.pid
+    ...
+    await proc.terminate(grace=6.0)                    # SIGTERM group → grace → SIGKILL; reaped
+
+The worker gets its own process group (``start_new_session``) so stopping it reaches its
+grandchildren; stdin is a pipe the host never writes (its EOF tells the worker the host is
+gone); stdout and stderr are forwarded line by line to the ``snakepit.worker`` logger and read
+continuously, so a chatty worker can never block on a full pipe; readiness arrives on a
+dedicated inherited fd, never on stdout.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import signal
+import subprocess
+from typing import Any, Callable
+
+import attrs
+import trio
+
+from snakepit.errors import WorkerStartError
+
+log = logging.getLogger("snakepit.worker")
+
+STDERR_TAIL = 50
+MAX_LINE = 64 * 1024
+
+
+@attrs.frozen
+class Ready:
+    port: int
+    pid: int
+    info: dict[str, Any]
+
+
+class WorkerProcess:
+    def __init__(self, proc: trio.Process, ready_stream: trio.lowlevel.FdStream,
+                 worker_id: str, registry: Any, record: Any) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.worker_id = worker_id
+        self._ready_stream = ready_stream
+        self._registry = registry
+        self._record = record
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
+        self._pumps_done = trio.Event()
+        self._pumps = 0
+        self._reaped = False
+
+    @classmethod
+    async def spawn(cls, argv_for: Callable[[int], list[str]], *, env: dict[str, str],
+                    cwd: str | None, worker_id: str, nursery: trio.Nursery,
+                    registry: Any = None) -> "WorkerProcess":
+        """Start the process; ``argv_for(fd)`` is its command line, given the number of the
+        fd the child inherits for its readiness line."""
+        read_fd, write_fd = os.pipe()
+        argv = argv_for(write_fd)
+        record = registry.reserve(worker_id, argv) if registry is not None else None
+        try:
+            proc = await trio.lowlevel.open_process(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=(write_fd,), start_new_session=True, env=env, cwd=cwd)
+        except OSError as exc:
+            os.close(read_fd)
+            if registry is not None:
+                registry.remove(record)
+            what = "executable not found" if isinstance(exc, FileNotFoundError) else str(exc)
+            raise WorkerStartError(
+                f"worker {worker_id} cannot start: {argv[0]!r}: {what}",
+                details={"worker_id": worker_id, "argv0": argv[0], "error": str(exc)}) from None
+        finally:
+            os.close(write_fd)
+        if registry is not None:
+            registry.record(record, proc.pid)
+        self = cls(proc, trio.lowlevel.FdStream(read_fd), worker_id, registry, record)
+        for stream, level in ((proc.stdout, logging.INFO), (proc.stderr, logging.WARNING)):
+            self._pumps += 1
+            nursery.start_soon(self._pump, stream, level, name=f"{worker_id} output")
+        return self
+
+    async def _pump(self, stream: Any, level: int) -> None:
+        """Forward lines to the log until EOF; stderr lines are also kept for errors."""
+        buf = b""
+        try:
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    break
+                buf += data
+                *lines, buf = buf.split(b"\n")
+                if len(buf) > MAX_LINE:
+                    lines.append(buf)
+                    buf = b""
+                for raw in lines:
+                    self._line(raw, level)
+            if buf:
+                self._line(buf, level)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+        finally:
+            self._pumps -= 1
+            if self._pumps == 0:
+                self._pumps_done.set()
+
+    def _line(self, raw: bytes, level: int) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        if level >= logging.WARNING:
+            self.stderr_tail.append(line)
+        log.log(level if log.isEnabledFor(level) else logging.DEBUG,
+                "[%s] %s", self.worker_id, line)
+
+    async def wait_ready(self, timeout: float) -> Ready:
+        """The worker's readiness line, or WorkerStartError (exit before ready / timeout)."""
+        data = b""
+        with trio.move_on_after(timeout) as scope:
+            while b"\n" not in data:
+                chunk = await self._ready_stream.receive_some(4096)
+                if not chunk:
+                    break
+                data += chunk
+        await self._ready_stream.aclose()
+        if b"\n" in data:
+            try:
+                info = json.loads(data.split(b"\n", 1)[0])
+                return Ready(port=int(info["port"]), pid=int(info.get("pid", self.pid)),
+                             info=info)
+            except (ValueError, KeyError, TypeError):
+                reason = f"sent a malformed readiness line {data[:200]!r}"
+        elif scope.cancelled_caught:
+            reason = f"did not report ready within startup_timeout={timeout} s"
+        else:
+            with trio.move_on_after(2.0):
+                await self.proc.wait()
+            reason = f"exited with code {self.proc.returncode} before reporting ready"
+        with trio.move_on_after(1.0):
+            await self._pumps_done.wait()   # collect the rest of its stderr
+        tail = "\n".join(self.stderr_tail)
+        raise WorkerStartError(
+            f"worker {self.worker_id} (pid {self.pid}) {reason}" +
+            (f"; its stderr ends with:\n{tail}" if tail else ""),
+            details={"worker_id": self.worker_id, "pid": self.pid,
+                     "exit_code": self.proc.returncode, "stderr": tail})
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    async def wait(self) -> int:
+        return await self.proc.wait()
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    async def terminate(self, grace: float) -> int:
+        """SIGTERM the process group, wait up to ``grace``, SIGKILL the group, reap. Safe to
+        call more than once and from a shielded ``finally``."""
+        if self.proc.stdin is not None:
+            try:
+                await self.proc.stdin.aclose()
+            except trio.BrokenResourceError:
+                pass
+        if self.proc.returncode is None:
+            self._signal_group(signal.SIGTERM)
+            with trio.move_on_after(grace):
+                await self.proc.wait()
+        # Always: the leader may be gone while grandchildren in its group live on.
+        self._signal_group(signal.SIGKILL)
+        code = await self.proc.wait()
+        with trio.move_on_after(1.0):
+            await self._pumps_done.wait()
+        if not self._reaped:
+            self._reaped = True
+            if self._registry is not None:
+                self._registry.remove(self._record)
+        return code

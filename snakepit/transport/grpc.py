@@ -1,0 +1,174 @@
+"""GrpcTransport: grpcio's sync stubs driven from trio (DESIGN.md §4).
+
+Unary calls use the stub's ``.future()``; its done-callback wakes the waiting trio task through
+``TrioToken.run_sync_soon`` (and never raises, even after the run ended); cancelling the task
+cancels the future, which cancels the RPC in the worker. A stream is pumped by a worker thread
+into a bounded trio memory channel, so a slow consumer holds the producer back instead of
+buffering without bound; leaving the stream block early cancels the RPC.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+# Before grpc is imported anywhere in the host (snakepit/__init__ does it first as well).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import grpc  # noqa: E402
+import trio  # noqa: E402
+
+from snakepit.errors import RequestTimeout, SnakepitError, TransportError, WorkerCrashed  # noqa
+from snakepit_bridge.proto import bridge_pb2 as pb  # noqa: E402
+from snakepit_bridge.proto import bridge_pb2_grpc as pbg  # noqa: E402
+
+SECRET_HEADER = "x-snakepit-secret"
+MAX_MESSAGE = 256 * 1024 * 1024
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE),
+                   ("grpc.max_receive_message_length", MAX_MESSAGE),
+                   ("grpc.enable_retries", 0)]
+STREAM_BUFFER = 64
+
+_CRASH_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+                grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
+
+
+def map_rpc_error(exc: BaseException, address: str, what: str) -> SnakepitError:
+    if isinstance(exc, grpc.FutureCancelledError):
+        return WorkerCrashed(f"{what} to {address} was cancelled (worker closing)")
+    if not isinstance(exc, grpc.RpcError):
+        return TransportError(f"{what} to {address} failed: {exc!r}")
+    code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return RequestTimeout(f"{what} to {address} exceeded its deadline",
+                              details={"grpc": code.name})
+    if code in _CRASH_CODES:
+        return WorkerCrashed(f"{what} to {address} failed: {code.name} {details}",
+                             details={"grpc": code.name})
+    return TransportError(f"{what} to {address} failed: {code.name} {details}",
+                          details={"grpc": code.name})
+
+
+class _End:
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+class GrpcTransport:
+    def __init__(self, address: str, secret: str) -> None:
+        self.address = address
+        self._metadata = ((SECRET_HEADER, secret),)
+        self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._stub = pbg.WorkerServiceStub(self._channel)
+        self._token = trio.lowlevel.current_trio_token()
+        self._closed = False
+
+    async def _unary(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        if self._closed:
+            raise WorkerCrashed(f"transport to {self.address} is closed")
+        fut = getattr(self._stub, method).future(request, metadata=self._metadata,
+                                                 timeout=timeout)
+        task = trio.lowlevel.current_task()
+        token = self._token
+        waiting = [True]
+
+        def wake() -> None:          # on the trio thread
+            if waiting[0]:
+                waiting[0] = False
+                trio.lowlevel.reschedule(task)
+
+        def on_done(_: Any) -> None:  # on a grpc thread (or ours): must never raise
+            try:
+                token.run_sync_soon(wake)
+            except trio.RunFinishedError:
+                pass
+
+        def abort(_: Any) -> Any:
+            waiting[0] = False
+            fut.cancel()
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        fut.add_done_callback(on_done)
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        try:
+            return fut.result()
+        except (grpc.RpcError, grpc.FutureCancelledError) as exc:
+            raise map_rpc_error(exc, self.address, method) from None
+
+    async def ping(self) -> Any:
+        return await self._unary("Ping", pb.PingRequest(message="ping"), timeout=10.0)
+
+    async def heartbeat(self, seq: int) -> Any:
+        return await self._unary("Heartbeat", pb.HeartbeatRequest(seq=seq))
+
+    async def describe(self) -> Any:
+        return await self._unary("Describe", pb.DescribeRequest(), timeout=30.0)
+
+    async def execute(self, request: Any, *, timeout: float | None = None) -> Any:
+        # The grpc deadline is a backstop a little after the caller's own timeout.
+        return await self._unary("Execute", request,
+                                 timeout=None if timeout is None else timeout + 5.0)
+
+    async def init_session(self, session_id: str, metadata_json: bytes = b"") -> Any:
+        return await self._unary("InitSession", pb.InitSessionRequest(
+            session_id=session_id, metadata_json=metadata_json), timeout=30.0)
+
+    async def end_session(self, session_id: str) -> Any:
+        return await self._unary("EndSession", pb.EndSessionRequest(session_id=session_id),
+                                 timeout=30.0)
+
+    @asynccontextmanager
+    async def stream(self, request: Any) -> AsyncIterator[AsyncIterator[Any]]:
+        if self._closed:
+            raise WorkerCrashed(f"transport to {self.address} is closed")
+        call = self._stub.ExecuteStream(request, metadata=self._metadata)
+        send, recv = trio.open_memory_channel[Any](STREAM_BUFFER)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, _pump, call, send)
+            try:
+                yield _Messages(recv, self.address)
+            finally:
+                call.cancel()
+                await recv.aclose()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await trio.to_thread.run_sync(self._channel.close)
+
+
+def _pump(call: Any, send: trio.MemorySendChannel[Any]) -> None:
+    """Runs in a thread: every message into the channel (blocking when it is full)."""
+    error: BaseException | None = None
+    try:
+        for msg in call:
+            trio.from_thread.run(send.send, msg)
+    except (trio.BrokenResourceError, trio.Cancelled, trio.RunFinishedError):
+        call.cancel()
+        return
+    except grpc.RpcError as exc:
+        error = exc
+    try:
+        trio.from_thread.run(send.send, _End(error))
+    except (trio.BrokenResourceError, trio.Cancelled, trio.RunFinishedError):
+        pass
+
+
+class _Messages:
+    def __init__(self, recv: trio.MemoryReceiveChannel[Any], address: str) -> None:
+        self._recv, self._address = recv, address
+
+    def __aiter__(self) -> "_Messages":
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            item = await self._recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+        if isinstance(item, _End):
+            if item.error is not None:
+                raise map_rpc_error(item.error, self._address, "ExecuteStream")
+            raise StopAsyncIteration
+        return item
