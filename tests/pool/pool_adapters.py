@@ -29,7 +29,7 @@ class MisbehavingAdapter(BaseAdapter):
         os.kill(os.getpid(), signal.SIGSTOP)
 
     @tool
-    def ignore_sigterm(self) -> int:
+    async def ignore_sigterm(self) -> int:  # async: signals are set on the main thread
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return os.getpid()
 

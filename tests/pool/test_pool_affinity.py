@@ -1,5 +1,6 @@
 """Session affinity in its three modes, with real workers."""
 
+import functools
 import os
 import signal
 
@@ -20,7 +21,7 @@ async def test_hint_prefers_then_falls_back(make_config):
         for _ in range(3):
             assert await _worker_of(app, "s") == pid
         async with trio.open_nursery() as nursery:   # its worker busy → another one serves
-            nursery.start_soon(app.execute, "sleep", {"seconds": 0.5}, session_id="s")
+            nursery.start_soon(functools.partial(app.execute, "sleep", {"seconds": 0.5}, session_id="s"))
             await trio.sleep(0.1)
             assert await _worker_of(app, "s") != pid
 
@@ -60,7 +61,7 @@ async def test_strict_fail_fast_and_unavailable(make_config):
     async with snakepit.start(make_config(size=2, affinity="strict_fail_fast")) as app:
         pid = await _worker_of(app, "s")
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(app.execute, "sleep", {"seconds": 0.5}, session_id="s")
+            nursery.start_soon(functools.partial(app.execute, "sleep", {"seconds": 0.5}, session_id="s"))
             await trio.sleep(0.1)
             with pytest.raises(errors.WorkerBusy):
                 await app.execute("ping", session_id="s")

@@ -134,22 +134,22 @@ async def test_shutdown_answers_queued_callers(make_config):
     config = make_config(size=1, queue_timeout=30)
     outcomes = []
 
-    async def queued(app):
+    async def queued(app, tool="add", args={"a": 1, "b": 1}):
         try:
-            await app.execute("add", {"a": 1, "b": 1})
+            await app.execute(tool, args)
             outcomes.append("ok")
         except errors.ShuttingDown:
             outcomes.append("shutting_down")
 
     async with trio.open_nursery() as outer:
         async with snakepit.start(config) as app:
-            outer.start_soon(app.execute, "sleep", {"seconds": 30})
+            outer.start_soon(queued, app, "sleep", {"seconds": 30})
             await trio.sleep(0.2)
             for _ in range(3):
                 outer.start_soon(queued, app)
             await trio.sleep(0.2)
         outer.cancel_scope.cancel()
-    assert outcomes == ["shutting_down"] * 3
+    assert outcomes == ["shutting_down"] * 4   # the in-flight call and the 3 queued ones
 
 
 async def test_startup_failure_is_clear_and_leaves_nothing(make_config):
