@@ -77,9 +77,10 @@ async def _demo(args: argparse.Namespace) -> None:
                           f"remote_type={exc.remote_type} message={exc.message!r}")
 
         stats = app.stats("default")
-        table = Table(title="pool 'default'")
-        for key in stats:
-            table.add_column(key)
-        table.add_row(*(str(v) for v in stats.values()))
+        table = Table(title="app.stats('default')")
+        table.add_column("stat")
+        table.add_column("value", justify="right")
+        for key, value in stats.items():
+            table.add_row(key, str(value))
         console.print(table)
     console.print("[bold]stopped[/]: every worker process reaped")
