@@ -134,6 +134,11 @@ def _param_type(annotation: Any) -> tuple[tuple[type, ...] | None, bool, str]:
             annotation = members[0]
             origin = typing.get_origin(annotation)
         else:
+            simple = [_SIMPLE.get(typing.get_origin(m) or m) for m in members]
+            if all(simple):
+                accepts = tuple(t for entry in simple if entry for t in entry[0])
+                name = " or ".join(entry[1] for entry in simple if entry)
+                return accepts, nullable, name
             return None, nullable, "any"
     if origin is not None:
         annotation = origin

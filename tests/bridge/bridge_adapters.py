@@ -1,0 +1,58 @@
+"""Adapters for the bridge tests (workers import them via PYTHONPATH=tests/bridge)."""
+
+import os
+import time
+from pathlib import Path
+
+from snakepit_bridge import BaseAdapter, ThreadSafeAdapter, tool
+
+
+class ProbeAdapter(ThreadSafeAdapter):
+    """Observable from outside: generators record progress and cleanup in files."""
+
+    produced = 0
+
+    def shutdown(self):
+        marker = os.environ.get("SHUTDOWN_MARKER")
+        if marker:
+            Path(marker).write_text("shutdown called")
+
+    @tool
+    def big_stream(self, count: int, size: int, marker: str = ""):
+        try:
+            for i in range(count):
+                ProbeAdapter.produced = i + 1
+                yield {"i": i, "pad": "x" * size}
+        finally:
+            if marker:
+                Path(marker).write_text(f"closed after {ProbeAdapter.produced}")
+
+    @tool
+    def produced_count(self) -> int:
+        return ProbeAdapter.produced
+
+    @tool
+    def sleep(self, seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    @tool
+    def unserializable(self):
+        return object()
+
+    @tool
+    def typed(self, n: int, x: float, s: str, flag: bool, items: list, opts: dict,
+              maybe: int | None = None) -> dict:
+        return {"n": n, "x": x, "s": s, "flag": flag, "items": items, "opts": opts,
+                "maybe": maybe}
+
+
+class NotThreadSafe(BaseAdapter):
+    @tool
+    def ping(self) -> str:
+        return "pong"
+
+
+class FailingInit(BaseAdapter):
+    def initialize(self):
+        raise RuntimeError("cannot load the model (on purpose)")
