@@ -49,7 +49,7 @@ class HostClient:
                 channel = grpc.insecure_channel(self.address, options=[
                     ("grpc.max_send_message_length", 256 * 1024 * 1024),
                     ("grpc.max_receive_message_length", 256 * 1024 * 1024)])
-                self._stub = bridge_pb2_grpc.HostServiceStub(channel)
+                self._stub = bridge_pb2_grpc.HostServiceStub(channel)  # type: ignore[no-untyped-call]
             return self._stub
 
     def call(self, method: str, request: Any, timeout: float | None = None) -> Any:

@@ -24,6 +24,7 @@ from snakepit_bridge.proto import bridge_pb2 as pb
 BLOB_KEY = "__blob__"
 _OPTS = orjson.OPT_NON_STR_KEYS
 
+_np: Any
 try:  # numpy stays optional
     import numpy as _np
 except ImportError:  # pragma: no cover - exercised where numpy is absent

@@ -9,10 +9,11 @@ from snakepit.adapters.base import Adapter, LaunchOptions
 
 def _argv(value: object) -> tuple[str, ...]:
     from snakepit.errors import ConfigError
-    if isinstance(value, str) or not value or not all(isinstance(a, str) for a in value):  # type: ignore[union-attr]
+    if not isinstance(value, (list, tuple)) or not value or \
+            not all(isinstance(a, str) for a in value):
         raise ConfigError(f"CommandAdapter.argv must be a non-empty list of strings, "
                           f"got {value!r}")
-    return tuple(value)  # type: ignore[arg-type]
+    return tuple(value)
 
 
 @attrs.frozen

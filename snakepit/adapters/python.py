@@ -10,13 +10,17 @@ import attrs
 from snakepit.adapters.base import Adapter, CheckResult, LaunchOptions, version_of
 
 
+def _strs(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value)
+
+
 @attrs.frozen
 class PythonAdapter(Adapter):
     """``PythonAdapter("mypkg.tools:MyAdapter")``; ``python=None`` is the host's interpreter."""
 
     spec: str
     python: str | None = None
-    adapter_args: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    adapter_args: tuple[str, ...] = attrs.field(default=(), converter=_strs)
     capacity: int | None = None
 
     def __attrs_post_init__(self) -> None:

@@ -136,7 +136,7 @@ async def run_host_bridge(secret: str, handler: Any = None, *,
         options=[("grpc.max_send_message_length", MAX_MESSAGE),
                  ("grpc.max_receive_message_length", MAX_MESSAGE),
                  ("grpc.so_reuseport", 0)])
-    pbg.add_HostServiceServicer_to_server(
+    pbg.add_HostServiceServicer_to_server(  # type: ignore[no-untyped-call]
         _Servicer(handler or NoHostServices(), trio.lowlevel.current_trio_token()), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()

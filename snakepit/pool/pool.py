@@ -13,7 +13,7 @@ import logging
 import math
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, cast
 
 import attrs
 import trio
@@ -95,7 +95,7 @@ class Pool:
             timeout = self._timeout(tool, args, timeout, rt.config.request_timeout)
             request = self._request(tool, args, session_id, correlation_id, timeout)
             with trio.move_on_after(timeout) as scope:
-                worker = await self.dispatcher.checkout(session_id)
+                worker = cast(Worker, await self.dispatcher.checkout(session_id))
                 try:
                     response = await self._call(worker, request)
                 finally:
@@ -150,7 +150,7 @@ class Pool:
             timeout = self._timeout(tool, args, timeout, rt.config.stream_timeout)
             request = self._request(tool, args, session_id, correlation_id, timeout)
             with trio.move_on_after(timeout) as scope:
-                worker = await self.dispatcher.checkout(session_id)
+                worker = cast(Worker, await self.dispatcher.checkout(session_id))
                 try:
                     async with worker.transport.stream(request) as messages:
                         yield _Chunks(self, worker, messages)

@@ -130,9 +130,10 @@ class ProcessRegistry:
         if start is None or abs(start - row[1]) > START_TIME_SLACK:
             return False
         try:
-            return psutil.Process(row[0]).status() != psutil.STATUS_ZOMBIE
+            alive: bool = psutil.Process(row[0]).status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
+        return alive
 
     # -- the sweep --------------------------------------------------------------------------
     def sweep(self, dry_run: bool = False) -> SweepReport:
@@ -177,7 +178,8 @@ class ProcessRegistry:
             if entry["start_time"] is None or \
                     abs(proc.create_time() - entry["start_time"]) > START_TIME_SLACK:
                 return False
-            return bool(proc.cmdline() == entry["cmdline"])
+            same: bool = proc.cmdline() == entry["cmdline"]
+            return same
         except psutil.Error:
             return False
 

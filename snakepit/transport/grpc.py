@@ -60,7 +60,7 @@ class GrpcTransport:
         self.address = address
         self._metadata = ((SECRET_HEADER, secret),)
         self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-        self._stub = pbg.WorkerServiceStub(self._channel)
+        self._stub = pbg.WorkerServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._token = trio.lowlevel.current_trio_token()
         self._closed = False
 
