@@ -190,6 +190,7 @@ def _kill_groups(pids: list[int], grace: float = 2.0) -> None:
         return
     for pid in pids:
         _killpg(pid, signal.SIGTERM)
+        _killpg(pid, signal.SIGCONT)   # a stopped process must wake up to act on SIGTERM
     deadline = time.monotonic() + grace
     procs = []
     for pid in pids:
