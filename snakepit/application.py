@@ -72,6 +72,9 @@ class Application:
                   ) -> None:
         from snakepit.api import App
 
+        level = self.config.log_level
+        logging.getLogger("snakepit").setLevel(
+            logging.CRITICAL + 1 if level == "none" else level.upper())
         host = HostContext(self.config)
         pools = otp.Supervisor(
             [pool_spec(p, host.registry, host.make_runtime) for p in self.config.pools],

@@ -19,6 +19,7 @@ import collections
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 from typing import Any, Callable
@@ -31,6 +32,7 @@ from snakepit.errors import WorkerStartError
 log = logging.getLogger("snakepit.worker")
 
 STDERR_TAIL = 50
+_SEVERE = re.compile(r"\b(WARNING|ERROR|CRITICAL|FATAL)\b|^Traceback|Error:")
 MAX_LINE = 64 * 1024
 
 
@@ -81,12 +83,12 @@ class WorkerProcess:
         if registry is not None:
             registry.record(record, proc.pid)
         self = cls(proc, trio.lowlevel.FdStream(read_fd), worker_id, registry, record)
-        for stream, level in ((proc.stdout, logging.INFO), (proc.stderr, logging.WARNING)):
+        for stream, is_err in ((proc.stdout, False), (proc.stderr, True)):
             self._pumps += 1
-            nursery.start_soon(self._pump, stream, level, name=f"{worker_id} output")
+            nursery.start_soon(self._pump, stream, is_err, name=f"{worker_id} output")
         return self
 
-    async def _pump(self, stream: Any, level: int) -> None:
+    async def _pump(self, stream: Any, is_err: bool) -> None:
         """Forward lines to the log until EOF; stderr lines are also kept for errors."""
         buf = b""
         try:
@@ -100,9 +102,9 @@ class WorkerProcess:
                     lines.append(buf)
                     buf = b""
                 for raw in lines:
-                    self._line(raw, level)
+                    self._line(raw, is_err)
             if buf:
-                self._line(buf, level)
+                self._line(buf, is_err)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
         finally:
@@ -110,12 +112,13 @@ class WorkerProcess:
             if self._pumps == 0:
                 self._pumps_done.set()
 
-    def _line(self, raw: bytes, level: int) -> None:
+    def _line(self, raw: bytes, is_err: bool) -> None:
         line = raw.decode("utf-8", "replace").rstrip("\r")
-        if level >= logging.WARNING:
+        if is_err:
             self.stderr_tail.append(line)
-        log.log(level if log.isEnabledFor(level) else logging.DEBUG,
-                "[%s] %s", self.worker_id, line)
+        # Workers log everything to stderr; keep their own severity where it shows.
+        level = logging.WARNING if _SEVERE.search(line) else logging.INFO
+        log.log(level, "[%s] %s", self.worker_id, line)
 
     async def wait_ready(self, timeout: float) -> Ready:
         """The worker's readiness line, or WorkerStartError (exit before ready / timeout)."""
@@ -165,13 +168,14 @@ class WorkerProcess:
     async def terminate(self, grace: float) -> int:
         """SIGTERM the process group, wait up to ``grace``, SIGKILL the group, reap. Safe to
         call more than once and from a shielded ``finally``."""
-        if self.proc.stdin is not None:
+        if self.proc.returncode is None:
+            self._signal_group(signal.SIGTERM)
+        if self.proc.stdin is not None:   # the fallback signal: "the host is gone"
             try:
                 await self.proc.stdin.aclose()
             except trio.BrokenResourceError:
                 pass
         if self.proc.returncode is None:
-            self._signal_group(signal.SIGTERM)
             with trio.move_on_after(grace):
                 await self.proc.wait()
         # Always: the leader may be gone while grandchildren in its group live on.
