@@ -122,6 +122,10 @@ class Pool:
             raise crash from exc
 
     def _crash(self, worker: Worker, exc: SnakepitError) -> SnakepitError:
+        if isinstance(exc, WorkerCrashed) and worker.alive:
+            # Its server is unreachable: no new request may go there while the process
+            # finishes dying; the starter replaces it.
+            self.runtime.worker_unreachable(worker, str(exc))
         if isinstance(exc, (WorkerCrashed, ShuttingDown)) or not worker.alive:
             if self.dispatcher.closed:
                 return ShuttingDown(f"pool {self.name!r} stopped during the call",

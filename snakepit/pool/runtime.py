@@ -84,6 +84,14 @@ class PoolRuntime:
                   {"worker_id": worker.id, "worker_key": worker.key, "pid": worker.pid,
                    "reason": worker.exit_reason})
 
+    def worker_unreachable(self, worker: Worker, reason: str) -> None:
+        """A call found the worker's server gone: take it out of rotation and stop it."""
+        worker.exit_reason = worker.exit_reason or f"unreachable: {reason}"
+        worker.state = "stopping"
+        if self.dispatcher is not None:
+            self.dispatcher.remove_worker(worker)
+        worker.stop()
+
     def worker_restarting(self, worker: Worker) -> None:
         self.restarts += 1
         self.emit(("pool", "worker", "restarted"), {},
