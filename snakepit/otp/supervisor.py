@@ -46,6 +46,10 @@ class ChildInfo:
     restart: str
 
 
+# Values that are ids, never handles (small ints and strings are interned: `is` would lie).
+_PLAIN = (str, bytes, int, float, bool, tuple, type(None))
+
+
 class _Child:
     __slots__ = ("spec", "inc", "restarts", "starts")
 
@@ -246,9 +250,10 @@ class SupervisorHandle:
             return tree.children[ref]
         except (KeyError, TypeError):
             pass
-        for child in tree.children.values():  # a child's handle (its started value)
-            if child.inc is not None and child.inc.value is ref and ref is not None:
-                return child
+        if not isinstance(ref, _PLAIN):   # a child's handle: the object it passed to started
+            for child in tree.children.values():
+                if child.inc is not None and child.inc.value is ref:
+                    return child
         raise ChildNotFound(f"supervisor {tree.name!r} has no child {ref!r}")
 
     async def terminate_child(self, ref: Any) -> None:
