@@ -48,7 +48,7 @@ class RestartWindow:
     times: tuple[float, ...] = ()
 
     def add(self, now: float) -> "RestartWindow":
-        kept = tuple(t for t in self.times if now - t <= self.max_seconds)
+        kept = tuple(t for t in self.times if now <= t + self.max_seconds)
         return attrs.evolve(self, times=kept + (now,))
 
     @property
