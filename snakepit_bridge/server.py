@@ -141,6 +141,11 @@ class WorkerServicer(pbg.WorkerServiceServicer):  # type: ignore[misc]
             async for control in request_iterator:
                 telemetry.buffer.configure(control.enabled, control.sampling_rate,
                                            control.allow, control.deny)
+                # Acknowledge, past any filter, so the host knows when it applies.
+                telemetry.buffer.put("telemetry.configured", {
+                    "sampling_rate": control.sampling_rate}, {
+                    "enabled": control.enabled, "allow": list(control.allow),
+                    "deny": list(control.deny)}, force=True)
 
         reader = asyncio.ensure_future(controls())
         try:

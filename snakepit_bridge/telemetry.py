@@ -59,10 +59,11 @@ class _Buffer:
             return False
         return self.sampling_rate >= 1.0 or random.random() < self.sampling_rate
 
-    def put(self, name: str, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
+    def put(self, name: str, measurements: dict[str, Any], metadata: dict[str, Any],
+            force: bool = False) -> None:
         now = time.time()
         with self.lock:
-            if not self._wanted(name):
+            if not force and not self._wanted(name):
                 return
             if now - self.window_start >= 1.0:
                 self.window_start, self.window_count = now, 0

@@ -56,3 +56,19 @@ class NotThreadSafe(BaseAdapter):
 class FailingInit(BaseAdapter):
     def initialize(self):
         raise RuntimeError("cannot load the model (on purpose)")
+
+
+class TelemetryAdapter(BaseAdapter):
+    @tool
+    def emit(self, name: str, n: int = 1) -> int:
+        from snakepit_bridge import telemetry
+        for i in range(n):
+            telemetry.emit(name, {"i": i}, {"who": "test"})
+        return n
+
+    @tool
+    def spanned(self) -> str:
+        from snakepit_bridge import telemetry
+        with telemetry.span("work.unit", {"k": 1}):
+            pass
+        return "ok"

@@ -56,3 +56,16 @@ class FailingInitAdapter(BaseAdapter):
     @tool
     def ping(self) -> str:
         return "pong"
+
+
+class FailsWhenMarked(BaseAdapter):
+    """Initializes only while the file named by $FAIL_MARKER does not exist."""
+
+    def initialize(self) -> None:
+        marker = os.environ.get("FAIL_MARKER", "")
+        if marker and os.path.exists(marker):
+            raise RuntimeError("marked to fail")
+
+    @tool
+    def pid(self) -> int:
+        return os.getpid()

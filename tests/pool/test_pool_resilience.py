@@ -195,3 +195,20 @@ def test_bad_configs():
         snakepit.PoolConfig(profile="fiber")
     with pytest.raises(errors.ConfigError):
         snakepit.Config(pools=[snakepit.PoolConfig(name="a"), snakepit.PoolConfig(name="a")])
+
+
+async def test_degraded_slot_keeps_retrying_then_recovers(make_config, tmp_path):
+    marker = tmp_path / "fail"
+    config = make_config(size=1, adapter="pool_adapters:FailsWhenMarked",
+                         env={"FAIL_MARKER": str(marker), "PYTHONPATH": str(
+                             __import__("pathlib").Path(__file__).parent)})
+    async with snakepit.start(config) as app:
+        pid = await app.execute("pid")
+        marker.write_text("x")
+        os.kill(pid, signal.SIGKILL)
+        await wait_for(lambda: app.stats()["degraded"] == 1, timeout=20)
+        assert app.stats()["workers"] == 0
+        marker.unlink()
+        await wait_for(lambda: app.stats()["workers"] == 1 and app.stats()["degraded"] == 0,
+                       timeout=30)
+        assert await app.execute("pid") != pid
