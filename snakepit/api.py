@@ -62,8 +62,11 @@ class App:
                       pool: str | None = None, session_id: str | None = None,
                       timeout: float | None = None, correlation_id: str | None = None) -> Any:
         """Run ``tool`` on a worker of ``pool`` and return its result."""
-        return await self.pool(pool).execute(tool, args, session_id=session_id,
-                                             timeout=timeout, correlation_id=correlation_id)
+        target = self.pool(pool)
+        if session_id is not None:
+            await self.sessions.touch(session_id)
+        return await target.execute(tool, args, session_id=session_id, timeout=timeout,
+                                    correlation_id=correlation_id)
 
     @asynccontextmanager
     async def stream(self, tool: str, args: dict[str, Any] | None = None, *,
@@ -72,9 +75,26 @@ class App:
                      ) -> AsyncIterator[AsyncIterator[Chunk]]:
         """Run a streaming tool; iterate the chunks inside the block. Leaving the block
         early stops the producer in the worker and frees the worker."""
-        async with self.pool(pool).stream(tool, args, session_id=session_id, timeout=timeout,
-                                          correlation_id=correlation_id) as chunks:
+        target = self.pool(pool)
+        if session_id is not None:
+            await self.sessions.touch(session_id)
+        async with target.stream(tool, args, session_id=session_id, timeout=timeout,
+                                 correlation_id=correlation_id) as chunks:
             yield chunks
+
+    @property
+    def sessions(self) -> Any:
+        """The session store (:class:`snakepit.sessions.SessionStore`)."""
+        return self._host.sessions
+
+    @property
+    def tools(self) -> Any:
+        """Host tools workers may call (:class:`snakepit.tools.HostTools`)."""
+        return self._host.tools
+
+    async def describe(self, pool: str | None = None) -> list[dict[str, Any]]:
+        """The pool's tools: name, description, parameters, whether they stream."""
+        return await self.pool(pool).describe()
 
     def stats(self, pool: str | None = None) -> dict[str, Any]:
         return self.pool(pool).stats()

@@ -42,7 +42,9 @@ class HostContext:
         self.host_address = ""
         self.process_registry: Any = None
         self.telemetry: Any = None
-        self.host_services: Any = None   # the HostService handler (tools, sessions)
+        self.sessions: Any = None        # the SessionStore (a child of the tree)
+        from snakepit.tools import HostTools
+        self.tools = HostTools()
 
     def emit(self, event: tuple[str, ...], measurements: dict[str, Any],
              metadata: dict[str, Any]) -> None:
@@ -82,6 +84,7 @@ class Application:
         tree = otp.Supervisor([
             otp.ChildSpec(id="process_registry",
                           start=functools.partial(_process_registry, host)),
+            otp.ChildSpec(id="sessions", start=functools.partial(_sessions, host)),
             otp.ChildSpec(id="host_bridge", start=functools.partial(_host_bridge, host)),
             pools.child_spec("pools"),
         ], strategy="rest_for_one", name="application")
@@ -152,7 +155,39 @@ async def _host_bridge(host: HostContext, *,
                        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
     from snakepit.hostbridge.server import run_host_bridge
 
+    from snakepit.hostbridge.handler import HostServices
+
     async with trio.open_nursery() as nursery:
-        info = await nursery.start(run_host_bridge, host.secret, host.host_services)
+        info = await nursery.start(run_host_bridge, host.secret,
+                                   HostServices(host.tools, host.sessions))
         host.host_address = info.address
         task_status.started(info)
+
+
+async def _sessions(host: HostContext, *,
+                    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    from snakepit.sessions import SessionStore, session_sweeper
+    from snakepit.sessions.sqlite import SqliteSessions
+
+    cfg = host.config.sessions
+    backend = None
+    if cfg.store == "sqlite":
+        path = host.state_dir / f"sessions-{host.config.instance_name}.sqlite3"
+        backend = await trio.to_thread.run_sync(SqliteSessions, path)
+    try:
+        store = SessionStore(cfg, backend)
+
+        async def session_ended(session_id: str, reason: str) -> None:
+            host.tools.drop_session(session_id)
+            host.emit(("snakepit", "session", reason), {}, {"session_id": session_id})
+            for pool in host.config.pools:
+                target = host.registry.whereis(("pool", pool.name))
+                if target is not None:
+                    await target.end_session(session_id)
+
+        store.on_end.append(session_ended)
+        host.sessions = store
+        await session_sweeper(store, task_status=task_status)
+    finally:
+        if backend is not None:
+            backend.close()

@@ -66,6 +66,7 @@ class Dispatcher:
         self._free: collections.deque[Slotted] = collections.deque()
         self._queue: collections.deque[_Waiter] = collections.deque()
         self._affinity: dict[str, str] = {}
+        self._served: dict[str, set[str]] = {}   # session -> worker keys that served it
         self._closed = False
         self.queue_timeouts = 0
         self.pool_saturated = 0
@@ -107,8 +108,11 @@ class Dispatcher:
             waiter.error = ShuttingDown(f"pool {self.pool!r} is shutting down")
             waiter.event.set()
 
-    def forget_session(self, session_id: str) -> None:
+    def forget_session(self, session_id: str) -> list[Slotted]:
+        """Drop the session's affinity; returns the live workers that served it."""
         self._affinity.pop(session_id, None)
+        keys = self._served.pop(session_id, set())
+        return [self._workers[k] for k in keys if k in self._workers]
 
     def session_worker(self, session_id: str) -> Slotted | None:
         key = self._affinity.get(session_id)
@@ -162,6 +166,7 @@ class Dispatcher:
         self.checkouts += 1
         if session_id is not None:
             self._affinity[session_id] = worker.key
+            self._served.setdefault(session_id, set()).add(worker.key)
         return worker
 
     def _offer(self, worker: Slotted) -> None:

@@ -18,7 +18,8 @@ from typing import Any, AsyncIterator, cast
 import attrs
 import trio
 
-from snakepit.errors import (InvalidArgumentsError, RequestTimeout, ShuttingDown, SnakepitError,
+from snakepit.errors import (InvalidArgumentsError, PoolNotReady, RequestTimeout, ShuttingDown,
+                             SnakepitError,
                              WorkerCrashed, error_from_wire)
 from snakepit.pool.dispatcher import Dispatcher
 from snakepit.pool.runtime import PoolRuntime
@@ -172,6 +173,28 @@ class Pool:
         except SnakepitError:
             rt.errors += 1
             raise
+
+    async def end_session(self, session_id: str) -> None:
+        """The session is over: its workers release their state for it (best effort)."""
+        for worker in self.dispatcher.forget_session(session_id):
+            try:
+                await cast(Worker, worker).transport.end_session(session_id)
+            except SnakepitError as exc:
+                log.debug("EndSession(%s) on %s failed: %s", session_id, worker.key, exc)
+
+    async def describe(self) -> list[dict[str, Any]]:
+        """The tools of this pool's workers: name, description, parameters, streaming."""
+        for worker in list(self.runtime.workers.values()):
+            if worker.alive:
+                d = await worker.transport.describe()
+                return [{"name": t.name, "description": t.description,
+                         "streaming": t.streaming,
+                         "parameters": [{"name": p.name, "type": p.type,
+                                         "required": p.required,
+                                         "default": serialization.loads(p.default_json)}
+                                        for p in t.parameters]} for t in d.tools]
+        raise PoolNotReady(f"pool {self.name!r} has no ready worker to describe",
+                           details={"pool": self.name})
 
     # -- introspection ----------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -1,0 +1,315 @@
+"""SessionStore: sessions, their programs and typed variables, with TTLs and quotas.
+
+    await app.sessions.create("s1", ttl=600, metadata={"user": "ann"})
+    await app.sessions.register_variable("s1", "temperature", "float", 0.7, {"max": 2.0})
+    await app.sessions.update_variable("s1", "temperature", 0.9)
+    await app.sessions.store_program("s1", "prog-1", {"kind": "chain"})
+
+All operations run on the trio thread. Time comes from ``trio.current_time()`` (TTL tests run
+on MockClock). With ``SessionConfig(store="sqlite")`` every change is written through to an
+sqlite file (synchronous=FULL) before the call returns, and the store reloads it at start.
+Deleting or expiring a session calls the ``on_end`` hooks (workers release its state, the
+pools drop its affinity, its host tools go).
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import re
+import time
+from typing import Any, Awaitable, Callable
+
+import attrs
+import trio
+
+from snakepit.config import SessionConfig
+from snakepit.errors import (InvalidArgumentsError, InvalidVariable, QuotaExceeded,
+                             SessionNotFound, SessionUpdateFailed)
+from snakepit.sessions.variables import VariableSpec
+from snakepit_bridge import serialization
+
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+MAX_METADATA_BYTES = 64 * 1024
+MAX_PROGRAM_BYTES = 16 * 1024 * 1024
+
+OnEnd = Callable[[str, str], Awaitable[None]]   # (session_id, reason)
+
+
+@attrs.define
+class Session:
+    id: str
+    ttl: float
+    created_at: float                   # wall clock
+    last_access: float                  # trio clock
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+    programs: dict[str, Any] = attrs.field(factory=dict)
+    variables: dict[str, Any] = attrs.field(factory=dict)          # name -> value
+    specs: dict[str, VariableSpec] = attrs.field(factory=dict)     # name -> spec
+
+    @property
+    def expires_at(self) -> float:
+        return self.last_access + self.ttl
+
+    def info(self) -> dict[str, Any]:
+        return {"id": self.id, "ttl": self.ttl, "created_at": self.created_at,
+                "metadata": copy.deepcopy(self.metadata), "programs": len(self.programs),
+                "variables": len(self.variables),
+                "expires_in": self.expires_at - trio.current_time()}
+
+
+def check_session_id(session_id: Any) -> str:
+    if not isinstance(session_id, str) or not SESSION_ID_RE.match(session_id):
+        raise InvalidArgumentsError(
+            f"session_id must be 1-128 characters (letters, digits, '_.:@-', not first), "
+            f"got {session_id!r:.80}", details={"field": "session_id"})
+    return session_id
+
+
+def _json_size(value: Any, what: str, limit: int) -> int:
+    try:
+        data, blobs = serialization.encode(value)
+    except serialization.Unserializable as exc:
+        raise InvalidArgumentsError(f"{what} must be JSON-serializable: {exc}") from None
+    size = len(data) + sum(len(b.data) for b in blobs.values())
+    if size > limit:
+        raise InvalidArgumentsError(f"{what} is {size} bytes; the limit is {limit}",
+                                    details={"size": size, "limit": limit})
+    return size
+
+
+class SessionStore:
+    def __init__(self, config: SessionConfig, backend: Any = None) -> None:
+        self.config = config
+        self._sessions: dict[str, Session] = {}
+        self._global_programs: dict[str, Any] = {}
+        self._backend = backend
+        self.on_end: list[OnEnd] = []
+        self.expired = 0
+        self.deleted = 0
+        if backend is not None:
+            self._sessions, self._global_programs = backend.load(trio.current_time())
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _quota(self, quota: str, limit: int | None, count: int) -> None:
+        if limit is not None and count >= limit:
+            raise QuotaExceeded(f"quota {quota}={limit} reached",
+                                details={"quota": quota, "limit": limit})
+
+    def _live(self, session_id: str) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None or session.expires_at <= trio.current_time():
+            raise SessionNotFound(f"no session {session_id!r}",
+                                  details={"session_id": session_id})
+        return session
+
+    async def _save(self, session: Session | None = None, *, deleted: str | None = None,
+                    global_programs: bool = False) -> None:
+        if self._backend is None:
+            return
+        backend = self._backend
+        if deleted is not None:
+            await trio.to_thread.run_sync(backend.delete, deleted)
+        if session is not None:
+            await trio.to_thread.run_sync(backend.save, session, trio.current_time())
+        if global_programs:
+            await trio.to_thread.run_sync(backend.save_globals, dict(self._global_programs))
+
+    # -- sessions ---------------------------------------------------------------------------
+    async def create(self, session_id: str, *, ttl: float | None = None,
+                     metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Create a session (an existing live one is returned as it is)."""
+        check_session_id(session_id)
+        existing = self._sessions.get(session_id)
+        if existing is not None and existing.expires_at > trio.current_time():
+            return existing.info()
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
+                                or ttl <= 0):
+            raise InvalidArgumentsError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidArgumentsError(f"metadata must be a dict, got {type(metadata).__name__}")
+        _json_size(metadata or {}, "session metadata", MAX_METADATA_BYTES)
+        live = sum(1 for s in self._sessions.values() if s.expires_at > trio.current_time())
+        self._quota("max_sessions", self.config.max_sessions, live)
+        session = Session(id=session_id, ttl=float(ttl or self.config.ttl),
+                          created_at=time.time(), last_access=trio.current_time(),
+                          metadata=copy.deepcopy(metadata or {}))
+        self._sessions[session_id] = session
+        await self._save(session)
+        return session.info()
+
+    async def touch(self, session_id: str) -> None:
+        """Create on first use (default TTL) or refresh the last access."""
+        session = self._sessions.get(session_id)
+        if session is None or session.expires_at <= trio.current_time():
+            await self.create(session_id)
+        else:
+            session.last_access = trio.current_time()
+
+    async def get(self, session_id: str) -> dict[str, Any]:
+        session = self._live(session_id)
+        session.last_access = trio.current_time()
+        return session.info()
+
+    async def exists(self, session_id: str) -> bool:
+        session = self._sessions.get(session_id)
+        return session is not None and session.expires_at > trio.current_time()
+
+    async def list(self) -> builtins.list[str]:
+        now = trio.current_time()
+        return [s.id for s in self._sessions.values() if s.expires_at > now]
+
+    async def delete(self, session_id: str) -> bool:
+        if self._sessions.pop(session_id, None) is None:
+            return False
+        self.deleted += 1
+        await self._save(deleted=session_id)
+        await self._ended(session_id, "deleted")
+        return True
+
+    async def update(self, session_id: str, fn: Callable[[dict[str, Any]], Any]
+                     ) -> dict[str, Any]:
+        """Apply ``fn`` to a copy of the metadata; ``fn``'s return value (or the mutated copy)
+        replaces it. If ``fn`` raises, nothing changes and SessionUpdateFailed is raised."""
+        session = self._live(session_id)
+        draft = copy.deepcopy(session.metadata)
+        try:
+            result = fn(draft)
+            if hasattr(result, "__await__"):
+                result = await result
+        except Exception as exc:
+            raise SessionUpdateFailed(f"update of session {session_id!r} failed: {exc!r}",
+                                      details={"session_id": session_id}) from exc
+        new = draft if result is None else result
+        if not isinstance(new, dict):
+            raise SessionUpdateFailed(f"update must produce a dict, got {type(new).__name__}")
+        _json_size(new, "session metadata", MAX_METADATA_BYTES)
+        session.metadata = new
+        session.last_access = trio.current_time()
+        await self._save(session)
+        return session.info()
+
+    async def cleanup_expired(self) -> int:
+        now = trio.current_time()
+        gone = [sid for sid, s in self._sessions.items() if s.expires_at <= now]
+        for sid in gone:
+            del self._sessions[sid]
+            self.expired += 1
+            await self._save(deleted=sid)
+            await self._ended(sid, "expired")
+        return len(gone)
+
+    async def _ended(self, session_id: str, reason: str) -> None:
+        for hook in list(self.on_end):
+            await hook(session_id, reason)
+
+    def stats(self) -> dict[str, Any]:
+        now = trio.current_time()
+        return {"sessions": sum(1 for s in self._sessions.values() if s.expires_at > now),
+                "programs": sum(len(s.programs) for s in self._sessions.values()),
+                "global_programs": len(self._global_programs),
+                "variables": sum(len(s.variables) for s in self._sessions.values()),
+                "expired": self.expired, "deleted": self.deleted,
+                "store": self.config.store}
+
+    # -- programs ---------------------------------------------------------------------------
+    async def store_program(self, session_id: str, program_id: str, data: Any) -> None:
+        session = self._live(session_id)
+        check_session_id(program_id)
+        _json_size(data, "program data", MAX_PROGRAM_BYTES)
+        if program_id not in session.programs:
+            self._quota("max_programs_per_session", self.config.max_programs_per_session,
+                        len(session.programs))
+        session.programs[program_id] = copy.deepcopy(data)
+        session.last_access = trio.current_time()
+        await self._save(session)
+
+    async def get_program(self, session_id: str, program_id: str) -> Any:
+        session = self._live(session_id)
+        if program_id not in session.programs:
+            raise SessionNotFound(f"session {session_id!r} has no program {program_id!r}",
+                                  details={"session_id": session_id, "program_id": program_id})
+        session.last_access = trio.current_time()
+        return copy.deepcopy(session.programs[program_id])
+
+    async def delete_program(self, session_id: str, program_id: str) -> bool:
+        session = self._live(session_id)
+        existed = session.programs.pop(program_id, None) is not None
+        await self._save(session)
+        return existed
+
+    async def store_global_program(self, program_id: str, data: Any) -> None:
+        check_session_id(program_id)
+        _json_size(data, "program data", MAX_PROGRAM_BYTES)
+        if program_id not in self._global_programs:
+            self._quota("max_global_programs", self.config.max_global_programs,
+                        len(self._global_programs))
+        self._global_programs[program_id] = copy.deepcopy(data)
+        await self._save(global_programs=True)
+
+    async def get_global_program(self, program_id: str) -> Any:
+        if program_id not in self._global_programs:
+            raise SessionNotFound(f"no global program {program_id!r}",
+                                  details={"program_id": program_id})
+        return copy.deepcopy(self._global_programs[program_id])
+
+    # -- variables --------------------------------------------------------------------------
+    async def register_variable(self, session_id: str, name: str, type: str, value: Any,
+                                constraints: dict[str, Any] | None = None) -> Any:
+        session = self._live(session_id)
+        spec = VariableSpec.make(name, type, constraints)
+        stored = spec.validate(value)
+        if name not in session.specs:
+            self._quota("max_variables_per_session", self.config.max_variables_per_session,
+                        len(session.specs))
+        session.specs[name], session.variables[name] = spec, stored
+        session.last_access = trio.current_time()
+        await self._save(session)
+        return stored
+
+    async def get_variable(self, session_id: str, name: str) -> Any:
+        session = self._live(session_id)
+        if name not in session.variables:
+            raise InvalidVariable(f"session {session_id!r} has no variable {name!r}",
+                                  details={"variable": name, "rule": "exists"})
+        session.last_access = trio.current_time()
+        return copy.deepcopy(session.variables[name])
+
+    async def update_variable(self, session_id: str, name: str, value: Any) -> Any:
+        session = self._live(session_id)
+        if name not in session.specs:
+            raise InvalidVariable(f"session {session_id!r} has no variable {name!r}; "
+                                  f"register it first", details={"variable": name,
+                                                                 "rule": "exists"})
+        stored = session.specs[name].validate(value)   # raises before anything changes
+        session.variables[name] = stored
+        session.last_access = trio.current_time()
+        await self._save(session)
+        return stored
+
+    async def list_variables(self, session_id: str) -> builtins.list[dict[str, Any]]:
+        session = self._live(session_id)
+        return [{"name": n, "type": session.specs[n].type,
+                 "constraints": dict(session.specs[n].constraints)} for n in session.specs]
+
+    async def delete_variable(self, session_id: str, name: str) -> bool:
+        session = self._live(session_id)
+        existed = session.specs.pop(name, None) is not None
+        session.variables.pop(name, None)
+        await self._save(session)
+        return existed
+
+    def variable_type(self, session_id: str, name: str) -> str | None:
+        session = self._sessions.get(session_id)
+        spec = session.specs.get(name) if session else None
+        return spec.type if spec else None
+
+
+async def session_sweeper(store: SessionStore, *,
+                          task_status: trio.TaskStatus[SessionStore] = trio.TASK_STATUS_IGNORED
+                          ) -> None:
+    """The store as a supervised child: expire sessions every ``cleanup_interval``."""
+    task_status.started(store)
+    while True:
+        await trio.sleep(store.config.cleanup_interval)
+        await store.cleanup_expired()
