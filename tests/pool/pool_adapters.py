@@ -4,7 +4,7 @@ import os
 import signal
 import time
 
-from snakepit_bridge import BaseAdapter, ThreadSafeAdapter, tool
+from snakepit_bridge import BaseAdapter, HostToolError, SessionContext, ThreadSafeAdapter, tool
 
 
 class MisbehavingAdapter(BaseAdapter):
@@ -69,3 +69,33 @@ class FailsWhenMarked(BaseAdapter):
     @tool
     def pid(self) -> int:
         return os.getpid()
+
+
+class HostCallsAdapter(BaseAdapter):
+    """Tools that reach back into the host through their SessionContext."""
+
+    @tool
+    def try_host(self, ctx: SessionContext, name: str, args: dict | None = None) -> dict:
+        try:
+            return {"result": ctx.call_host_tool(name, **(args or {}))}
+        except HostToolError as exc:
+            return {"caught": exc.type, "category": exc.category, "message": exc.message}
+
+    @tool
+    async def async_host(self, ctx: SessionContext, name: str, args: dict | None = None):
+        return await ctx.acall_host_tool(name, **(args or {}))
+
+    @tool
+    def list_host(self, ctx: SessionContext) -> list:
+        return [t["name"] for t in ctx.host_tools]
+
+    @tool
+    def get_var(self, ctx: SessionContext, name: str):
+        return ctx.get_variable(name)
+
+    @tool
+    def set_var(self, ctx: SessionContext, name: str, value, type: str = ""):
+        try:
+            return {"stored": ctx.set_variable(name, value, type=type)}
+        except HostToolError as exc:
+            return {"caught": exc.type, "message": exc.message}
