@@ -78,6 +78,8 @@ class Application:
         logging.getLogger("snakepit").setLevel(
             logging.CRITICAL + 1 if level == "none" else level.upper())
         host = HostContext(self.config)
+        for pool in self.config.pools:   # one-time runtime set-up (e.g. Node dependencies)
+            await pool.resolved_adapter().prepare(str(host.state_dir))
         pools = otp.Supervisor(
             [pool_spec(p, host.registry, host.make_runtime) for p in self.config.pools],
             strategy="one_for_one", name="pools")

@@ -3,6 +3,8 @@ own :class:`Adapter` subclass."""
 
 from snakepit.adapters.base import Adapter, CheckResult, LaunchOptions
 from snakepit.adapters.command import CommandAdapter
+from snakepit.adapters.node import NodeAdapter, install_node_deps
 from snakepit.adapters.python import PythonAdapter
 
-__all__ = ["Adapter", "CheckResult", "CommandAdapter", "LaunchOptions", "PythonAdapter"]
+__all__ = ["Adapter", "CheckResult", "CommandAdapter", "LaunchOptions", "NodeAdapter",
+           "PythonAdapter", "install_node_deps"]
