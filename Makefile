@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test proto mypy clean bench
+.PHONY: demo test proto clean runtimes
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,15 +18,22 @@ $(STAMP): $(VENV)/bin/python pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/snakepit demo
 
-test: $(STAMP)
+# The Ruby worker needs Debian's ruby + ruby-grpc (no gems from the network). As root (CI) we
+# install them; otherwise the Ruby tests skip with a reason (and fail when CI=true).
+# Node.js dependencies are installed by NodeAdapter on first use (npm ci into the state dir).
+runtimes:
+	@if command -v ruby >/dev/null 2>&1 && ruby -e 'require "grpc"' >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing ruby and ruby-grpc (Debian packages) for the Ruby worker"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ruby ruby-grpc >/dev/null; \
+	else echo "ruby with grpc is missing and we are not root: Ruby worker tests will skip"; fi
+
+test: $(STAMP) runtimes
 	$(PY) -m mypy snakepit/otp snakepit/__init__.py
 	$(PY) -m pytest
 
 proto: $(STAMP)
 	$(PY) -m snakepit_bridge._protogen
-
-bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -17,8 +17,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    from snakepit.cli import demo
+    from snakepit.cli import demo, setup
     demo.register(sub)
+    setup.register(sub)
     return parser
 
 

@@ -1,0 +1,6 @@
+import pytest
+
+
+@pytest.fixture(params=["python", "node", "ruby"])
+def runtime(request):
+    return request.param

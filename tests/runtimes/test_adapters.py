@@ -1,0 +1,63 @@
+"""The host-side adapter contract."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+import snakepit
+from snakepit.adapters import (CommandAdapter, LaunchOptions, NodeAdapter, PythonAdapter,
+                               RubyAdapter)
+
+BRIDGE = Path(__file__).resolve().parents[2] / "snakepit_bridge"
+OPTS = LaunchOptions(worker_id="p-1", host_address="127.0.0.1:9", ready_fd=7,
+                     max_concurrency=4, dependent=False)
+
+
+def test_commands_carry_the_worker_flags():
+    py = PythonAdapter("pkg.mod:Cls").command(OPTS)
+    assert py[:5] == [sys.executable, "-m", "snakepit_bridge", "--adapter", "pkg.mod:Cls"]
+    node = NodeAdapter(script=str(BRIDGE / "node" / "showcase.js")).command(OPTS)
+    assert node[1].endswith("node/worker.js") and node[2:4] == ["--script", node[3]]
+    ruby = RubyAdapter(script=str(BRIDGE / "ruby" / "showcase.rb")).command(OPTS)
+    assert ruby[1].endswith("ruby/worker.rb")
+    cmd = CommandAdapter(argv=["/bin/worker", "--x"]).command(OPTS)
+    for argv in (py, node, ruby, cmd):
+        for flag, value in [("--worker-id", "p-1"), ("--ready-fd", "7"),
+                            ("--max-concurrency", "4"), ("--host-address", "127.0.0.1:9")]:
+            assert argv[argv.index(flag) + 1] == value
+        assert "--no-dependent" in argv
+        assert not any("secret" in a.lower() for a in argv)   # never on a command line
+
+
+def test_bad_adapter_values():
+    with pytest.raises(snakepit.ConfigError, match="module.path:ClassName"):
+        PythonAdapter("not a spec")
+    with pytest.raises(snakepit.ConfigError, match="does not exist"):
+        NodeAdapter(script="/no/such/tools.js")
+    with pytest.raises(snakepit.ConfigError, match="does not exist"):
+        RubyAdapter(script="/no/such/tools.rb")
+    with pytest.raises(snakepit.ConfigError, match="argv"):
+        CommandAdapter(argv="just a string")
+    with pytest.raises(snakepit.ConfigError, match="argv"):
+        CommandAdapter(argv=[])
+
+
+def test_checks_and_missing_runtime(tmp_path):
+    assert PythonAdapter("a.b:C").check().ok
+    node = NodeAdapter(script=str(BRIDGE / "node" / "showcase.js"), node="no-such-node")
+    assert not node.check().ok
+    with pytest.raises(snakepit.ConfigError, match="not installed"):
+        trio.run(node.prepare, str(tmp_path))
+    ruby = RubyAdapter(script=str(BRIDGE / "ruby" / "showcase.rb"), ruby="no-such-ruby")
+    with pytest.raises(snakepit.ConfigError, match="not installed"):
+        trio.run(ruby.prepare, str(tmp_path))
+
+
+def test_setup_node_cli(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "snakepit", "setup", "node", "--state-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert list(tmp_path.glob("node/*/node_modules/@grpc/grpc-js"))
