@@ -14,7 +14,7 @@ import os
 # must happen before grpc is first imported, so it is the first thing the package does.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
-from snakepit import adapters, otp  # noqa: E402
+from snakepit import adapters, otp, telemetry  # noqa: E402
 from snakepit.api import App, Client, SyncStream, current_app, execute, run_as_script, \
     start  # noqa: E402
 from snakepit.application import Application  # noqa: E402
@@ -25,6 +25,6 @@ from snakepit.pool.pool import Chunk  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "adapters", "otp", "App", "Application", "Chunk", "Client",
+__all__ = ["__version__", "adapters", "otp", "telemetry", "App", "Application", "Chunk", "Client",
            "Config", "HeartbeatConfig", "PoolConfig", "SessionConfig", "SyncStream",
            "current_app", "execute", "run_as_script", "start", *_errors_all]

@@ -99,6 +99,14 @@ class App:
     def stats(self, pool: str | None = None) -> dict[str, Any]:
         return self.pool(pool).stats()
 
+    def set_worker_telemetry(self, pool: str | None = None, *, enabled: bool = True,
+                             sampling_rate: float = 1.0, allow: Any = (), deny: Any = ()
+                             ) -> None:
+        """Change the telemetry filters of every worker of ``pool`` at run time (event-name
+        prefixes like ``"model.load"``); no restart needed."""
+        self.pool(pool).runtime.set_worker_telemetry(enabled=enabled, sampling_rate=sampling_rate,
+                                                     allow=allow, deny=deny)
+
     def workers(self, pool: str | None = None) -> list[dict[str, Any]]:
         return self.pool(pool).workers()
 

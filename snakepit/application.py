@@ -41,7 +41,8 @@ class HostContext:
         self.registry = otp.Registry()
         self.host_address = ""
         self.process_registry: Any = None
-        self.telemetry: Any = None
+        from snakepit import telemetry
+        self.telemetry = telemetry.hub
         self.sessions: Any = None        # the SessionStore (a child of the tree)
         from snakepit.tools import HostTools
         self.tools = HostTools()
@@ -90,6 +91,7 @@ class Application:
             otp.ChildSpec(id="host_bridge", start=functools.partial(_host_bridge, host)),
             pools.child_spec("pools"),
         ], strategy="rest_for_one", name="application")
+        otp.current_observer.set(functools.partial(_supervision_event, host))
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(tree.run)
@@ -104,9 +106,19 @@ class Application:
             raise otp.unwrap_group(group) from None
 
 
+def _supervision_event(host: HostContext, event: Any) -> None:
+    host.emit(("snakepit", "supervisor", event.kind), {"restarts": event.restarts},
+              {"supervisor": event.supervisor, "child_id": repr(event.child_id),
+               "exit_kind": event.exit_kind,
+               "error": repr(event.error) if event.error is not None else None})
+
+
 async def _wait_ready(config: Config, host: HostContext) -> None:
     """Wait until every pool is ready; fail on a required pool's first failed start."""
     async def one(pool: PoolConfig) -> None:
+        t0 = trio.current_time()
+        host.emit(("snakepit", "pool", "init_started"), {"size": pool.size},
+                  {"pool": pool.name})
         runtime: PoolRuntime = await host.registry.wait_registered(("pool_runtime", pool.name))
         async with trio.open_nursery() as nursery:
             async def failed() -> None:
@@ -124,6 +136,10 @@ async def _wait_ready(config: Config, host: HostContext) -> None:
                                 remote_traceback=err.remote_traceback)
             log.error("pool %r cannot start (required=False, the others go on): %s",
                       pool.name, err)
+        else:
+            host.emit(("snakepit", "pool", "init_complete"),
+                      {"duration": trio.current_time() - t0, "workers": len(runtime.workers)},
+                      {"pool": pool.name})
 
     try:
         async with trio.open_nursery() as nursery:
@@ -188,6 +204,7 @@ async def _sessions(host: HostContext, *,
                     await target.end_session(session_id)
 
         store.on_end.append(session_ended)
+        store.emit = host.emit
         host.sessions = store
         await session_sweeper(store, task_status=task_status)
     finally:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from snakepit.pool.worker import Worker
 
 MAX_INTERVAL = 1.0
+STATUS_INTERVAL = 5.0   # seconds between ("snakepit", "pool", "status") events
 
 
 def recycle_reason(runtime: "PoolRuntime", worker: "Worker", now: float) -> str | None:
@@ -47,12 +48,17 @@ async def lifecycle_manager(runtime: "PoolRuntime", *,
                             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                             ) -> None:
     interval = check_interval(runtime)
+    tick = min(interval, STATUS_INTERVAL) if interval is not None else STATUS_INTERVAL
+    next_status = trio.current_time() + STATUS_INTERVAL
     task_status.started()
-    if interval is None:
-        await trio.sleep_forever()
     while True:
-        await trio.sleep(interval)
+        await trio.sleep(tick)
         now = trio.current_time()
+        if now >= next_status:
+            next_status = now + STATUS_INTERVAL
+            runtime.emit(("pool", "status"), runtime.stats(), {})
+        if interval is None:
+            continue
         for slot in list(runtime.slots.values()):
             worker = slot.current
             if worker is None or worker.state != "ready" or slot.recycle_reason:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import time
 import uuid
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, cast
@@ -18,8 +19,8 @@ from typing import Any, AsyncIterator, cast
 import attrs
 import trio
 
-from snakepit.errors import (InvalidArgumentsError, PoolNotReady, RequestTimeout, ShuttingDown,
-                             SnakepitError,
+from snakepit.errors import (InvalidArgumentsError, PoolNotReady, PoolSaturated, QueueTimeout,
+                             RequestTimeout, ShuttingDown, SnakepitError,
                              WorkerCrashed, error_from_wire)
 from snakepit.pool.dispatcher import Dispatcher
 from snakepit.pool.runtime import PoolRuntime
@@ -28,6 +29,13 @@ from snakepit_bridge import serialization
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 log = logging.getLogger("snakepit.pool")
+
+EXECUTE_START = ("request", "execute", "start")
+EXECUTE_STOP = ("request", "execute", "stop")
+EXECUTE_EXCEPTION = ("request", "execute", "exception")
+STREAM_START = ("stream", "start")
+STREAM_CHUNK = ("stream", "chunk")
+STREAM_STOP = ("stream", "stop")
 
 
 @attrs.frozen
@@ -92,11 +100,22 @@ class Pool:
                       timeout: float | None = None, correlation_id: str | None = None) -> Any:
         rt = self.runtime
         rt.requests += 1
+        events = rt.listening(EXECUTE_START) or rt.listening(EXECUTE_STOP) or \
+            rt.listening(EXECUTE_EXCEPTION)
+        t0 = trio.current_time()
+        queue_time = 0.0
+        worker: Worker | None = None
+        meta: dict[str, Any] = {}
         try:
             timeout = self._timeout(tool, args, timeout, rt.config.request_timeout)
             request = self._request(tool, args, session_id, correlation_id, timeout)
+            if events:
+                meta = {"tool": tool, "session_id": session_id,
+                        "correlation_id": request.correlation_id}
+                rt.emit(EXECUTE_START, {"system_time": time.time()}, meta)
             with trio.move_on_after(timeout) as scope:
-                worker = cast(Worker, await self.dispatcher.checkout(session_id))
+                worker = cast(Worker, await self._checkout(session_id, meta))
+                queue_time = trio.current_time() - t0
                 try:
                     response = await self._call(worker, request)
                 finally:
@@ -108,9 +127,30 @@ class Pool:
             if not response.success:
                 raise _error(response.error)
             result = serialization.decode(response.result_json, response.blobs)
-            return rt.adapter.process_result(tool, result)
-        except SnakepitError:
+            result = rt.adapter.process_result(tool, result)
+        except SnakepitError as exc:
             rt.errors += 1
+            if events:
+                rt.emit(EXECUTE_EXCEPTION, {"duration": trio.current_time() - t0,
+                                            "queue_time": queue_time},
+                        {**meta, "worker_id": worker.id if worker else None, "success": False,
+                         "kind": type(exc).__name__, "reason": exc.message})
+            raise
+        if events:
+            rt.emit(EXECUTE_STOP, {"duration": trio.current_time() - t0, "queue_time": queue_time},
+                    {**meta, "worker_id": worker.id if worker else None, "success": True})
+        return result
+
+    async def _checkout(self, session_id: str | None, meta: dict[str, Any]) -> Any:
+        try:
+            return await self.dispatcher.checkout(session_id)
+        except PoolSaturated:
+            self.runtime.emit(("pool", "saturated"), {"queued": self.dispatcher.queued},
+                              {**meta, "max_queue_size": self.dispatcher.max_queue_size})
+            raise
+        except QueueTimeout:
+            self.runtime.emit(("pool", "queue_timeout"),
+                              {"queue_timeout": self.dispatcher.queue_timeout}, meta)
             raise
 
     async def _call(self, worker: Worker, request: pb.ExecuteRequest) -> Any:
@@ -154,11 +194,20 @@ class Pool:
         try:
             timeout = self._timeout(tool, args, timeout, rt.config.stream_timeout)
             request = self._request(tool, args, session_id, correlation_id, timeout)
+            meta = {"tool": tool, "session_id": session_id,
+                    "correlation_id": request.correlation_id}
+            t0 = trio.current_time()
             with trio.move_on_after(timeout) as scope:
-                worker = cast(Worker, await self.dispatcher.checkout(session_id))
+                worker = cast(Worker, await self._checkout(session_id, meta))
+                meta["worker_id"] = worker.id
+                rt.emit(STREAM_START, {"queue_time": trio.current_time() - t0}, meta)
+                chunks: _Chunks | None = None
                 try:
                     async with worker.transport.stream(request) as messages:
-                        yield _Chunks(self, worker, messages)
+                        chunks = _Chunks(self, worker, messages, meta)
+                        yield chunks
+                    rt.emit(STREAM_STOP, {"duration": trio.current_time() - t0,
+                                          "chunks": chunks.count}, {**meta, "success": True})
                 except SnakepitError as exc:
                     crash = self._crash(worker, exc)
                     if crash is exc:
@@ -208,9 +257,13 @@ class _Chunks:
     """The async iterator ``Pool.stream`` yields: decoded chunks, ending after the final one.
     A chunk carrying an error raises it (the stream ends there)."""
 
-    def __init__(self, pool: Pool, worker: Worker, messages: AsyncIterator[Any]) -> None:
+    def __init__(self, pool: Pool, worker: Worker, messages: AsyncIterator[Any],
+                 meta: dict[str, Any]) -> None:
         self._pool, self._worker, self._messages = pool, worker, messages
         self._done = False
+        self._meta = meta
+        self._chunk_events = pool.runtime.listening(STREAM_CHUNK)
+        self.count = 0
 
     def __aiter__(self) -> "_Chunks":
         return self
@@ -228,5 +281,9 @@ class _Chunks:
             raise _error(msg.error)
         data = serialization.decode(msg.data_json, msg.blobs) if msg.data_json else None
         self._done = msg.is_final
+        self.count += 1
+        if self._chunk_events:
+            self._pool.runtime.emit(STREAM_CHUNK, {"bytes": len(msg.data_json)},
+                                    {**self._meta, "chunk_id": msg.chunk_id})
         return Chunk(data=data, is_final=msg.is_final, chunk_id=msg.chunk_id,
                      metadata=dict(msg.metadata))

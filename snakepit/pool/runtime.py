@@ -49,6 +49,8 @@ class PoolRuntime:
         self.recycled = 0
         self.recycle_reasons: dict[str, int] = {}
         self.run_token = secrets.token_hex(4)
+        self.worker_telemetry: dict[str, Any] = {"enabled": True, "sampling_rate": 1.0,
+                                                 "allow": (), "deny": ()}
 
     # -- spawning ---------------------------------------------------------------------------
     async def spawn(self, worker: Worker, nursery: trio.Nursery) -> Any:
@@ -126,6 +128,30 @@ class PoolRuntime:
                 dispatcher.add_worker(worker)
 
     # -- observability ----------------------------------------------------------------------
+    def telemetry_control(self) -> Any:
+        from snakepit_bridge.proto import bridge_pb2 as pb
+        c = self.worker_telemetry
+        return pb.TelemetryControl(enabled=c["enabled"], sampling_rate=c["sampling_rate"],
+                                   allow=list(c["allow"]), deny=list(c["deny"]))
+
+    def set_worker_telemetry(self, *, enabled: bool = True, sampling_rate: float = 1.0,
+                             allow: Any = (), deny: Any = ()) -> None:
+        """Change every worker's telemetry filters now, without restarting them."""
+        if not 0.0 <= sampling_rate <= 1.0:
+            raise ValueError(f"sampling_rate must be within 0..1, got {sampling_rate!r}")
+        self.worker_telemetry = {"enabled": bool(enabled), "sampling_rate": float(sampling_rate),
+                                 "allow": tuple(allow), "deny": tuple(deny)}
+        control = self.telemetry_control()
+        for worker in self.workers.values():
+            if worker.telemetry_stream is not None:
+                worker.telemetry_stream.send(control)
+
+
+    def listening(self, event: tuple[str, ...]) -> bool:
+        """Whether anyone listens to ("snakepit", *event) — skip building the event if not."""
+        from snakepit import telemetry
+        return telemetry.hub.listening(("snakepit",) + event)
+
     def emit(self, event: tuple[str, ...], measurements: dict[str, Any],
              metadata: dict[str, Any]) -> None:
         if self._emit is not None:

@@ -19,6 +19,7 @@ import trio
 
 from snakepit import otp
 from snakepit.errors import WorkerCrashed
+from snakepit_bridge import serialization
 
 if TYPE_CHECKING:
     from snakepit.pool.runtime import PoolRuntime
@@ -48,6 +49,8 @@ class Worker:
         self.last_pong: float | None = None
         self.heartbeat_latency: float | None = None
         self._scope = trio.CancelScope()
+        self.language = "worker"
+        self.telemetry_stream: Any = None
 
     def __repr__(self) -> str:
         return f"<Worker {self.key} pid={self.pid} {self.state}>"
@@ -73,6 +76,7 @@ class Worker:
                             if rt.config.startup_batch_delay:
                                 await trio.sleep(rt.config.startup_batch_delay)
                         self.pid, self.port = ready.pid, ready.port
+                        self.language = str(ready.info.get("language") or "worker")
                         self.transport = rt.connect(self)
                         self.state = "ready"
                         self.started_at = time.time()
@@ -98,6 +102,7 @@ class Worker:
     async def _serve(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._heartbeats, nursery.cancel_scope)
+            nursery.start_soon(self._forward_telemetry)
             code = await self.process.wait()
             self.exit_reason = self.exit_reason or f"process exited with code {code}"
             nursery.cancel_scope.cancel()
@@ -111,6 +116,7 @@ class Worker:
             await trio.sleep(hb.interval)
             seq += 1
             sent = trio.current_time()
+            self.runtime.emit_heartbeat(self, "ping", seq=seq)
             ok = False
             with trio.move_on_after(hb.timeout):
                 try:
@@ -137,6 +143,27 @@ class Worker:
                     return
                 log.warning("worker %s missed %d heartbeats (not dependent: kept)",
                             self.key, self.missed_heartbeats)
+
+    async def _forward_telemetry(self) -> None:
+        """Re-emit the worker's own events as ("snakepit", <language>, *name) on the host."""
+        rt = self.runtime
+        if not hasattr(self.transport, "telemetry"):
+            return
+        try:
+            async with self.transport.telemetry(rt.telemetry_control()) as stream:
+                self.telemetry_stream = stream
+                async for ev in stream.events:
+                    if list(ev.event) == ["telemetry", "configured"]:
+                        continue
+                    meta = serialization.loads(ev.metadata_json) or {}
+                    rt.emit((self.language, *ev.event),
+                            serialization.loads(ev.measurements_json) or {},
+                            {**meta, "worker_id": self.id, "correlation_id": ev.correlation_id,
+                             "dropped": ev.dropped, "worker_time": ev.timestamp})
+        except Exception as exc:  # telemetry loss never takes a worker down
+            log.debug("telemetry stream of %s ended: %r", self.key, exc)
+        finally:
+            self.telemetry_stream = None
 
     async def _cleanup(self) -> None:
         rt = self.runtime

@@ -87,12 +87,18 @@ class SessionStore:
         self.on_end: list[OnEnd] = []
         self.expired = 0
         self.deleted = 0
+        self.emit: Callable[[tuple[str, ...], dict[str, Any], dict[str, Any]], None] | None = None
         if backend is not None:
             self._sessions, self._global_programs = backend.load(trio.current_time())
 
     # -- helpers ----------------------------------------------------------------------------
+    def _event(self, name: str, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
+        if self.emit is not None:
+            self.emit(("snakepit", "session", name), measurements, metadata)
+
     def _quota(self, quota: str, limit: int | None, count: int) -> None:
         if limit is not None and count >= limit:
+            self._event("quota_exceeded", {"limit": limit}, {"quota": quota})
             raise QuotaExceeded(f"quota {quota}={limit} reached",
                                 details={"quota": quota, "limit": limit})
 
@@ -136,6 +142,7 @@ class SessionStore:
                           metadata=copy.deepcopy(metadata or {}))
         self._sessions[session_id] = session
         await self._save(session)
+        self._event("created", {"ttl": session.ttl}, {"session_id": session_id})
         return session.info()
 
     async def touch(self, session_id: str) -> None:

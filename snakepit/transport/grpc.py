@@ -10,6 +10,7 @@ buffering without bound; leaving the stream block early cancels the RPC.
 from __future__ import annotations
 
 import os
+import queue
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -48,6 +49,14 @@ def map_rpc_error(exc: BaseException, address: str, what: str) -> SnakepitError:
                              details={"grpc": code.name})
     return TransportError(f"{what} to {address} failed: {code.name} {details}",
                           details={"grpc": code.name})
+
+
+class TelemetryStream:
+    def __init__(self, controls: "queue.Queue[Any]", events: "_Messages") -> None:
+        self._controls, self.events = controls, events
+
+    def send(self, control: Any) -> None:
+        self._controls.put(control)
 
 
 class _End:
@@ -130,6 +139,24 @@ class GrpcTransport:
                 yield _Messages(recv, self.address)
             finally:
                 call.cancel()
+                await recv.aclose()
+
+    @asynccontextmanager
+    async def telemetry(self, control: Any) -> AsyncIterator["TelemetryStream"]:
+        """The worker's event stream; ``send(control)`` changes its filters at run time."""
+        if self._closed:
+            raise WorkerCrashed(f"transport to {self.address} is closed")
+        controls: queue.Queue[Any] = queue.Queue()
+        controls.put(control)
+        call = self._stub.StreamTelemetry(iter(controls.get, None), metadata=self._metadata)
+        send, recv = trio.open_memory_channel[Any](STREAM_BUFFER)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, _pump, call, send)
+            try:
+                yield TelemetryStream(controls, _Messages(recv, self.address))
+            finally:
+                call.cancel()
+                controls.put(None)
                 await recv.aclose()
 
     async def aclose(self) -> None:

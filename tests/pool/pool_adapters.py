@@ -99,3 +99,12 @@ class HostCallsAdapter(BaseAdapter):
             return {"stored": ctx.set_variable(name, value, type=type)}
         except HostToolError as exc:
             return {"caught": exc.type, "message": exc.message}
+
+
+class EmittingAdapter(BaseAdapter):
+    @tool
+    def emit(self, name: str, n: int = 1) -> int:
+        from snakepit_bridge import telemetry
+        for i in range(n):
+            telemetry.emit(name, {"i": i}, {"from": "worker"})
+        return n

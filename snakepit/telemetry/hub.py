@@ -1,0 +1,99 @@
+"""The telemetry event bus: handlers attached to event names, called synchronously.
+
+    def on_stop(event, measurements, metadata, config):
+        print(event, measurements["duration"], metadata["tool"])
+
+    snakepit.telemetry.attach("my-logger", ("snakepit", "request", "execute", "stop"), on_stop)
+    snakepit.telemetry.detach("my-logger")
+
+Events are tuples of strings. A handler runs in the code that emits the event (keep it quick);
+one that raises is detached and reported once — it never breaks the emitting code. With no
+handler attached for an event, :meth:`TelemetryHub.execute` is one dict lookup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any, Callable, Iterable, Iterator
+
+from snakepit.errors import AlreadyRegistered, InvalidArgumentsError
+
+log = logging.getLogger("snakepit.telemetry")
+
+Event = tuple[str, ...]
+Handler = Callable[[Event, dict[str, Any], dict[str, Any], Any], Any]
+
+
+class TelemetryHub:
+    def __init__(self) -> None:
+        self._handlers: dict[str, tuple[tuple[Event, ...], Handler, Any]] = {}
+        self._index: dict[Event, list[tuple[str, Handler, Any]]] = {}
+
+    def attach(self, handler_id: str, event: Event, fn: Handler, config: Any = None) -> None:
+        self.attach_many(handler_id, [event], fn, config)
+
+    def attach_many(self, handler_id: str, events: Iterable[Event], fn: Handler,
+                    config: Any = None) -> None:
+        if handler_id in self._handlers:
+            raise AlreadyRegistered(f"telemetry handler {handler_id!r} is already attached",
+                                    details={"handler_id": handler_id})
+        if not callable(fn):
+            raise InvalidArgumentsError(f"telemetry handler must be callable, got {fn!r}")
+        checked = []
+        for event in events:
+            if not isinstance(event, tuple) or not event or \
+                    not all(isinstance(p, str) and p for p in event):
+                raise InvalidArgumentsError(
+                    f"a telemetry event is a non-empty tuple of strings, got {event!r}")
+            checked.append(event)
+        self._handlers[handler_id] = (tuple(checked), fn, config)
+        for event in checked:
+            self._index.setdefault(event, []).append((handler_id, fn, config))
+
+    def detach(self, handler_id: str) -> bool:
+        entry = self._handlers.pop(handler_id, None)
+        if entry is None:
+            return False
+        for event in entry[0]:
+            rest = [h for h in self._index.get(event, []) if h[0] != handler_id]
+            if rest:
+                self._index[event] = rest
+            else:
+                self._index.pop(event, None)
+        return True
+
+    def handlers(self) -> dict[str, list[Event]]:
+        return {hid: list(events) for hid, (events, _, _) in self._handlers.items()}
+
+    def listening(self, event: Event) -> bool:
+        return event in self._index
+
+    def execute(self, event: Event, measurements: dict[str, Any],
+                metadata: dict[str, Any]) -> None:
+        handlers = self._index.get(event)
+        if not handlers:
+            return
+        for handler_id, fn, config in list(handlers):
+            try:
+                fn(event, measurements, metadata, config)
+            except Exception:
+                self.detach(handler_id)
+                log.exception("telemetry handler %r failed on %s and was detached",
+                              handler_id, ".".join(event))
+
+    @contextlib.contextmanager
+    def span(self, prefix: Event, metadata: dict[str, Any] | None = None) -> Iterator[None]:
+        """Emit ``prefix + ("start",)``, then ``("stop",)`` with ``duration`` or
+        ``("exception",)`` with ``duration``, ``kind`` and ``reason``."""
+        meta = dict(metadata or {})
+        t0 = time.perf_counter()
+        self.execute(prefix + ("start",), {"system_time": time.time()}, meta)
+        try:
+            yield
+        except BaseException as exc:
+            self.execute(prefix + ("exception",), {"duration": time.perf_counter() - t0},
+                         {**meta, "kind": type(exc).__name__, "reason": str(exc)})
+            raise
+        self.execute(prefix + ("stop",), {"duration": time.perf_counter() - t0}, meta)
