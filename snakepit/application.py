@@ -90,6 +90,7 @@ class Application:
             otp.ChildSpec(id="sessions", start=functools.partial(_sessions, host)),
             otp.ChildSpec(id="host_bridge", start=functools.partial(_host_bridge, host)),
             pools.child_spec("pools"),
+            otp.ChildSpec(id="admin", start=functools.partial(_admin, host)),
         ], strategy="rest_for_one", name="application")
         otp.current_observer.set(functools.partial(_supervision_event, host))
         try:
@@ -210,3 +211,9 @@ async def _sessions(host: HostContext, *,
     finally:
         if backend is not None:
             backend.close()
+
+
+async def _admin(host: HostContext, *,
+                 task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    from snakepit.admin import serve_admin
+    await serve_admin(host, task_status=task_status)

@@ -17,9 +17,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    from snakepit.cli import demo, setup
-    demo.register(sub)
-    setup.register(sub)
+    from snakepit.cli import cleanup, demo, diagnose, inspect, setup
+    for module in (demo, inspect, cleanup, diagnose, setup):
+        module.register(sub)
     return parser
 
 

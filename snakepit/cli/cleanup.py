@@ -1,0 +1,34 @@
+"""``snakepit cleanup``: sweep orphaned workers of dead runs now (the start-up sweep's rules)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from snakepit.cli.common import add_config_flags, load
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("cleanup", help="kill orphaned workers of dead runs, prune the registry")
+    add_config_flags(p)
+    p.add_argument("--dry-run", action="store_true", help="only say what would be done")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from snakepit.pool.process_registry import ProcessRegistry
+
+    _, state_dir, instance = load(args)
+    registry = ProcessRegistry.open(state_dir, instance_name=instance, register_run=False)
+    try:
+        report = registry.sweep(dry_run=args.dry_run)
+    finally:
+        registry.close()
+    verb = "would kill" if args.dry_run else "killed"
+    for entry in report.killed:
+        print(f"{verb} {entry['worker_id']} (pid {entry['pid']}) of dead run {entry['run_id']}")
+    for entry in report.skipped:
+        print(f"left alone pid {entry['pid']}: it now belongs to another process")
+    print(f"{'would prune' if args.dry_run else 'pruned'} {report.pruned} record(s) of "
+          f"{len(report.dead_runs)} dead run(s) of instance {instance!r}")
+    return 0
