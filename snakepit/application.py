@@ -91,8 +91,13 @@ class Application:
             otp.ChildSpec(id="host_bridge", start=functools.partial(_host_bridge, host)),
             pools.child_spec("pools"),
             otp.ChildSpec(id="admin", start=functools.partial(_admin, host)),
+            *([otp.ChildSpec(id="metrics", start=functools.partial(
+                _metrics, host, self.config.metrics_address))]
+              if self.config.metrics_address else []),
         ], strategy="rest_for_one", name="application")
         otp.current_observer.set(functools.partial(_supervision_event, host))
+        from snakepit.telemetry.metrics import install_otel
+        otel_handler = install_otel(host)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(tree.run)
@@ -105,6 +110,8 @@ class Application:
                     app.closed = True
         except BaseExceptionGroup as group:
             raise otp.unwrap_group(group) from None
+        finally:
+            host.telemetry.detach(otel_handler)
 
 
 def _supervision_event(host: HostContext, event: Any) -> None:
@@ -217,3 +224,9 @@ async def _admin(host: HostContext, *,
                  task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
     from snakepit.admin import serve_admin
     await serve_admin(host, task_status=task_status)
+
+
+async def _metrics(host: HostContext, address: str, *,
+                   task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    from snakepit.telemetry.metrics import serve_prometheus
+    await serve_prometheus(host, address, task_status=task_status)
