@@ -96,7 +96,7 @@ class Application:
               if self.config.metrics_address else []),
         ], strategy="rest_for_one", name="application")
         otp.current_observer.set(functools.partial(_supervision_event, host))
-        from snakepit.telemetry.metrics import install_otel
+        from snakepit.telemetry.metrics import install_otel, uninstall_otel
         otel_handler = install_otel(host)
         try:
             async with trio.open_nursery() as nursery:
@@ -111,7 +111,7 @@ class Application:
         except BaseExceptionGroup as group:
             raise otp.unwrap_group(group) from None
         finally:
-            host.telemetry.detach(otel_handler)
+            uninstall_otel(host, otel_handler)
 
 
 def _supervision_event(host: HostContext, event: Any) -> None:

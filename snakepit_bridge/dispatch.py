@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Callable
 
 import attrs
 
-from snakepit_bridge import serialization, telemetry
+from snakepit_bridge import serialization, telemetry, tracing
 from snakepit_bridge.adapter import ArgumentError, BaseAdapter, ToolInfo
 from snakepit_bridge.context import HostClient, SessionContext
 from snakepit_bridge.proto import bridge_pb2 as pb
@@ -126,7 +126,8 @@ class ToolDispatcher:
     async def execute(self, req: pb.ExecuteRequest) -> pb.ExecuteResponse:
         token = telemetry.correlation.set(req.correlation_id)
         try:
-            value = await self._run_unary(req)
+            with tracing.span("snakepit.worker.execute", req):
+                value = await self._run_unary(req)
             data, blobs = self._encode(req.tool, value)
             return pb.ExecuteResponse(success=True, result_json=data, blobs=blobs)
         except _Failure as failure:

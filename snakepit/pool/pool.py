@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator, cast
 
 import attrs
 import trio
+from opentelemetry import propagate, trace
 
 from snakepit.errors import (InvalidArgumentsError, PoolNotReady, PoolSaturated, QueueTimeout,
                              RequestTimeout, ShuttingDown, SnakepitError,
@@ -29,6 +30,7 @@ from snakepit_bridge import serialization
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 log = logging.getLogger("snakepit.pool")
+_TRACER = trace.get_tracer("snakepit")
 
 EXECUTE_START = ("request", "execute", "start")
 EXECUTE_STOP = ("request", "execute", "stop")
@@ -113,9 +115,14 @@ class Pool:
                 meta = {"tool": tool, "session_id": session_id,
                         "correlation_id": request.correlation_id}
                 rt.emit(EXECUTE_START, {"system_time": time.time()}, meta)
-            with trio.move_on_after(timeout) as scope:
+            with _TRACER.start_as_current_span("snakepit.execute", attributes={
+                    "snakepit.pool": self.name, "snakepit.tool": tool,
+                    "snakepit.correlation_id": request.correlation_id}) as span, \
+                    trio.move_on_after(timeout) as scope:
+                propagate.inject(request.metadata)   # the worker's span becomes a child
                 worker = cast(Worker, await self._checkout(session_id, meta))
                 queue_time = trio.current_time() - t0
+                span.set_attribute("snakepit.worker", worker.id)
                 try:
                     response = await self._call(worker, request)
                 finally:

@@ -32,28 +32,55 @@ def pool_stats(host: Any) -> Iterator[tuple[str, dict[str, Any]]]:
             yield cfg.name, pool.stats()
 
 
+class _Otel:
+    """The OpenTelemetry instruments, created once per process (an SDK keeps the first
+    instrument of a name); they read every running application's pools."""
+
+    def __init__(self) -> None:
+        from opentelemetry import metrics
+
+        self.hosts: dict[str, Any] = {}
+        meter = metrics.get_meter("snakepit")
+        self.histogram = meter.create_histogram("snakepit.request.duration", unit="s",
+                                                description="duration of execute calls")
+        for name, description in GAUGES.items():
+            meter.create_observable_gauge(f"snakepit.pool.{name}", description=description,
+                                          callbacks=[self._observer(name)])
+
+    def _observer(self, key: str) -> Any:
+        from opentelemetry import metrics
+
+        def callback(options: Any) -> Iterator[Any]:
+            for host in list(self.hosts.values()):
+                for pool, stats in pool_stats(host):
+                    yield metrics.Observation(stats[key], {"pool": pool})
+        return callback
+
+    def record(self, event: Any, measurements: Any, metadata: Any, config: Any) -> None:
+        self.histogram.record(measurements["duration"], {
+            "pool": metadata.get("pool", ""), "tool": metadata.get("tool", ""),
+            "success": bool(metadata.get("success"))})
+
+
+_otel: list[_Otel] = []   # the process's instruments, created on first use
+
+
 def install_otel(host: Any) -> str:
-    """OpenTelemetry instruments through the API (no-ops until the user installs an SDK)."""
-    from opentelemetry import metrics
-
-    meter = metrics.get_meter("snakepit")
-    histogram = meter.create_histogram("snakepit.request.duration", unit="s",
-                                       description="duration of execute calls")
-
-    def on_request(event: Any, measurements: Any, metadata: Any, config: Any) -> None:
-        histogram.record(measurements["duration"], {"pool": metadata.get("pool", ""),
-                                                    "tool": metadata.get("tool", ""),
-                                                    "success": bool(metadata.get("success"))})
-
-    for name, description in GAUGES.items():
-        def callback(options: Any, key: str = name) -> Iterator[Any]:
-            for pool, stats in pool_stats(host):
-                yield metrics.Observation(stats[key], {"pool": pool})
-        meter.create_observable_gauge(f"snakepit.pool.{name}", callbacks=[callback],
-                                      description=description)
+    """Report ``host``'s pools through OpenTelemetry (no-ops until an SDK is installed);
+    returns the handler id to detach (which also forgets the host)."""
+    if not _otel:
+        _otel.append(_Otel())
+    otel = _otel[0]
+    otel.hosts[host.run_id] = host
     handler_id = f"snakepit-otel-{host.run_id}"
-    host.telemetry.attach_many(handler_id, DURATION_EVENTS, on_request)
+    host.telemetry.attach_many(handler_id, DURATION_EVENTS, otel.record)
     return handler_id
+
+
+def uninstall_otel(host: Any, handler_id: str) -> None:
+    host.telemetry.detach(handler_id)
+    if _otel:
+        _otel[0].hosts.pop(host.run_id, None)
 
 
 async def serve_prometheus(host: Any, address: str, *,

@@ -108,3 +108,27 @@ class EmittingAdapter(BaseAdapter):
         for i in range(n):
             telemetry.emit(name, {"i": i}, {"from": "worker"})
         return n
+
+
+class TracedAdapter(BaseAdapter):
+    """Records its spans with the OpenTelemetry SDK, in memory, and reports them on demand."""
+
+    def initialize(self) -> None:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        self.exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        trace.set_tracer_provider(provider)
+
+    @tool
+    def work(self) -> str:
+        return "done"
+
+    @tool
+    def spans(self) -> list:
+        return [{"name": s.name, "trace_id": f"{s.context.trace_id:032x}",
+                 "parent": f"{s.parent.span_id:016x}" if s.parent else None}
+                for s in self.exporter.get_finished_spans()]
