@@ -76,8 +76,11 @@ class Application:
         from snakepit.api import App
 
         level = self.config.log_level
-        logging.getLogger("snakepit").setLevel(
-            logging.CRITICAL + 1 if level == "none" else level.upper())
+        root = logging.getLogger("snakepit")
+        root.setLevel(logging.CRITICAL + 1 if level == "none" else level.upper())
+        from snakepit.logs import install
+        for name in ("snakepit", "snakepit.worker", "snakepit.pool", "snakepit.otp"):
+            install(logging.getLogger(name))
         host = HostContext(self.config)
         for pool in self.config.pools:   # one-time runtime set-up (e.g. Node dependencies)
             await pool.resolved_adapter().prepare(str(host.state_dir))

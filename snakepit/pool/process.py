@@ -28,6 +28,7 @@ import attrs
 import trio
 
 from snakepit.errors import WorkerStartError
+from snakepit.logs import redact
 
 log = logging.getLogger("snakepit.worker")
 
@@ -55,6 +56,7 @@ class WorkerProcess:
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
         self._pumps_done = trio.Event()
         self._pumps = 0
+        self._pump_scopes: list[trio.CancelScope] = []
         self._reaped = False
 
     @classmethod
@@ -89,7 +91,15 @@ class WorkerProcess:
         return self
 
     async def _pump(self, stream: Any, is_err: bool) -> None:
-        """Forward lines to the log until EOF; stderr lines are also kept for errors."""
+        """Forward lines to the log until EOF; stderr lines are also kept for errors.
+        Shielded: a worker's last words while it is being stopped must reach the log too;
+        ``terminate`` ends the pumps itself once the process group is dead."""
+        scope = trio.CancelScope(shield=True)
+        self._pump_scopes.append(scope)
+        with scope:
+            await self._pump_lines(stream, is_err)
+
+    async def _pump_lines(self, stream: Any, is_err: bool) -> None:
         buf = b""
         try:
             while True:
@@ -118,7 +128,8 @@ class WorkerProcess:
             self.stderr_tail.append(line)
         # Workers log everything to stderr; keep their own severity where it shows.
         level = logging.WARNING if _SEVERE.search(line) else logging.INFO
-        log.log(level, "[%s] %s", self.worker_id, line)
+        if log.isEnabledFor(level):
+            log.log(level, "[%s] %s", self.worker_id, redact(line))
 
     async def wait_ready(self, timeout: float) -> Ready:
         """The worker's readiness line, or WorkerStartError (exit before ready / timeout)."""
@@ -183,6 +194,8 @@ class WorkerProcess:
         code = await self.proc.wait()
         with trio.move_on_after(1.0):
             await self._pumps_done.wait()
+        for scope in self._pump_scopes:   # a stray grandchild may hold the pipes open
+            scope.cancel()
         if not self._reaped:
             self._reaped = True
             if self._registry is not None:

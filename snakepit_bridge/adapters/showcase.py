@@ -83,6 +83,14 @@ class ShowcaseAdapter(ThreadSafeAdapter):
             n += 1
         return {"iterations": n}
 
+    @tool(description="Write `lines` lines to stderr (log flood test)")
+    def flood_stderr(self, lines: int = 1000) -> int:
+        line = "x" * 100 + "\n"
+        for _ in range(lines):
+            sys.stderr.write(line)
+        sys.stderr.flush()
+        return lines
+
     @tool(description="Raise an error of the given type")
     def error_demo(self, error_type: str = "value") -> None:
         if error_type == "custom":
