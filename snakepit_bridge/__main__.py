@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.CRITICAL + 1 if args.log_level == "none" else args.log_level.upper()
     logging.basicConfig(level=level, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s [{args.worker_id}] %(name)s: "
-                               f"%(message)s")
+                               f"%(message)s%(correlation)s")
+    from snakepit_bridge.telemetry import CorrelationFilter
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(CorrelationFilter())
 
     module_name, _, class_name = args.adapter.partition(":")
     if not module_name or not class_name:

@@ -29,6 +29,15 @@ correlation: contextvars.ContextVar[str] = contextvars.ContextVar("snakepit_corr
                                                                   default="")
 
 
+class CorrelationFilter:
+    """Adds `` correlation_id=...`` to log records made while a request is being served."""
+
+    def filter(self, record: Any) -> bool:
+        corr = correlation.get()
+        record.correlation = f" correlation_id={corr}" if corr else ""
+        return True
+
+
 class _Buffer:
     """The process's event queue (process-wide, as ``logging``'s handlers are)."""
 

@@ -58,3 +58,19 @@ async def test_flooding_worker_does_not_stall(tmp_path, caplog):
             await app.execute("flood_stderr", {"lines": 50_000})   # 5 MB >> a pipe buffer
         assert time.monotonic() - t0 < 20
         assert await app.execute("add", {"a": 1, "b": 1}) == 2
+
+
+async def test_correlation_id_in_worker_log_lines(tmp_path, caplog):
+    import pathlib
+    caplog.set_level(logging.INFO, logger="snakepit")
+    pool_dir = str(pathlib.Path(__file__).parent / "pool")
+    cfg = snakepit.Config(state_dir=str(tmp_path), pools=[snakepit.PoolConfig(
+        name="default", size=1, adapter="pool_adapters:LoggingAdapter",
+        env={"PYTHONPATH": pool_dir})])
+    async with snakepit.start(cfg) as app:
+        await app.execute("log_something", correlation_id="corr-42")
+        with trio.fail_after(10):
+            while not any("inside the tool" in r.getMessage() for r in caplog.records):
+                await trio.sleep(0.02)
+    line = next(r.getMessage() for r in caplog.records if "inside the tool" in r.getMessage())
+    assert "correlation_id=corr-42" in line and "[default-1]" in line

@@ -19,7 +19,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="start a showcase pool and run a few tools")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 2),
                    help="pool size (default: min(4, cpus))")
-    p.add_argument("--transport", default=None, help="grpc or pipe (default: the pool default)")
+    p.add_argument("--transport", default=None, help="grpc (default: the pool default)")
+    p.add_argument("--config", default=None,
+                   help="snakepit.toml: takes state_dir, instance_name and log_level from it")
     p.set_defaults(func=run)
 
 
@@ -33,8 +35,10 @@ async def _demo(args: argparse.Namespace) -> None:
 
     console = Console()
     kw = {} if args.transport is None else {"transport": args.transport}
-    config = snakepit.Config(pools=[snakepit.PoolConfig(
-        name="default", size=args.workers, adapter=SHOWCASE, **kw)])
+    base = snakepit.Config.from_file(args.config) if args.config else snakepit.Config()
+    config = snakepit.Config(
+        pools=[snakepit.PoolConfig(name="default", size=args.workers, adapter=SHOWCASE, **kw)],
+        state_dir=base.state_dir, instance_name=base.instance_name, log_level=base.log_level)
     console.print(f"[bold]starting[/] a pool of {args.workers} Python workers "
                   f"({SHOWCASE})")
     t0 = time.perf_counter()

@@ -87,8 +87,14 @@ def scaling(n: int, state_dir: Any) -> dict[str, Any]:
 
     async def main() -> None:
         t0 = time.perf_counter()
+        wall0 = time.time()
         async with snakepit.start(cfg) as app:
             result["startup_s"] = time.perf_counter() - t0
+            ready = sorted(w["started_at"] - wall0 for w in app.workers("scaling")
+                           if w.get("started_at"))
+            if ready:   # where time went: the first worker vs the last (CPU contention)
+                result["first_ready_s"] = ready[0]
+                result["median_ready_s"] = ready[len(ready) // 2]
             uss = []
             for w in app.workers("scaling"):
                 try:
@@ -132,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     if args.scaling:
         s = report["scaling"]
-        console.print(f"scaling: {s['workers']} workers ready in {s['startup_s']:.2f} s, "
+        console.print(f"scaling: {s['workers']} workers ready in {s['startup_s']:.2f} s "
+                      f"(first after {s.get('first_ready_s', 0):.2f} s, median "
+                      f"{s.get('median_ready_s', 0):.2f} s: the rest is workers importing and "
+                      f"initializing concurrently on {os.cpu_count()} CPUs), "
                       f"{s['uss_mb_per_worker']:.1f} MB USS each, ping {s['ping_ms']:.2f} ms")
     return 1 if failed else 0

@@ -132,3 +132,11 @@ class TracedAdapter(BaseAdapter):
         return [{"name": s.name, "trace_id": f"{s.context.trace_id:032x}",
                  "parent": f"{s.parent.span_id:016x}" if s.parent else None}
                 for s in self.exporter.get_finished_spans()]
+
+
+class LoggingAdapter(BaseAdapter):
+    @tool
+    def log_something(self) -> str:
+        import logging
+        logging.getLogger("user.code").warning("inside the tool")
+        return "ok"
