@@ -15,7 +15,7 @@
 See ADR/0001-supervision-on-trio.md for how OTP's semantics map onto trio.
 """
 
-from snakepit.otp.application import Application, unwrap_group
+from snakepit.otp.application import Application
 from snakepit.otp.child import shielded_cleanup, shutdown_grace
 from snakepit.otp.decisions import ExitKind, RestartPlan, RestartWindow, restart_plan, \
     should_restart
@@ -23,7 +23,7 @@ from snakepit.otp.errors import (AlreadyRegistered, ChildNotFound, ChildRunning,
                                  MaxChildrenReached, MaxRestartsExceeded, NotRunning, OTPError,
                                  Shutdown, StartError)
 from snakepit.otp.events import Observer, SupervisorEvent, current_observer
-from snakepit.otp.running import running
+from snakepit.otp.running import running, unwrap_group
 from snakepit.otp.registry import Registration, Registry, Via
 from snakepit.otp.spec import INFINITY, ChildSpec, ChildType, Restart, Strategy
 from snakepit.otp.supervisor import ChildInfo, DynamicSupervisor, Supervisor, SupervisorHandle

@@ -13,21 +13,16 @@ exception (or Ctrl-C) in the ``async with`` body propagates after the tree has s
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
-from typing import Any, Sequence
+from typing import Sequence
 
 import trio
 
 from snakepit.otp import events as ev
+from snakepit.otp.running import running
 from snakepit.otp.spec import ChildSpec, Strategy
 from snakepit.otp.supervisor import Supervisor, SupervisorHandle
-
-
-def unwrap_group(exc: BaseException) -> BaseException:
-    """The single exception inside (nested) one-element exception groups, else ``exc``."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 class Application:
@@ -39,8 +34,7 @@ class Application:
         if observer is not None and not callable(observer):
             raise TypeError(f"observer must be callable, got {observer!r}")
         self.observer = observer
-        self._nursery_cm: Any = None
-        self._nursery: trio.Nursery | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[SupervisorHandle] =
                   trio.TASK_STATUS_IGNORED) -> None:
@@ -51,32 +45,15 @@ class Application:
         await self.supervisor.run(task_status=task_status)
 
     async def __aenter__(self) -> SupervisorHandle:
-        if self._nursery_cm is not None:
+        if self._stack is not None:
             raise RuntimeError("this Application is already running")
-        self._nursery_cm = trio.open_nursery()
-        nursery = await self._nursery_cm.__aenter__()
-        try:
-            handle: SupervisorHandle = await nursery.start(self.run)
-        except BaseException as exc:
-            cm, self._nursery_cm = self._nursery_cm, None
-            try:
-                await cm.__aexit__(type(exc), exc, exc.__traceback__)
-            except BaseException as group:
-                raise unwrap_group(group) from None
-            raise
-        self._nursery = nursery
+        stack = contextlib.AsyncExitStack()
+        handle: SupervisorHandle = await stack.enter_async_context(running(self.run))
+        self._stack = stack
         return handle
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> bool:
-        cm, nursery = self._nursery_cm, self._nursery
-        self._nursery_cm = self._nursery = None
-        assert cm is not None and nursery is not None
-        nursery.cancel_scope.cancel()
-        try:
-            return bool(await cm.__aexit__(exc_type, exc, tb))
-        except BaseException as group:
-            inner = unwrap_group(group)
-            if inner is exc:
-                return False  # the body's own exception: let it propagate as is
-            raise inner from None
+        stack, self._stack = self._stack, None
+        assert stack is not None
+        return bool(await stack.__aexit__(exc_type, exc, tb))

@@ -26,19 +26,12 @@ def unwrap_group(exc: BaseException) -> BaseException:
 
 @asynccontextmanager
 async def running(fn: Callable[..., Awaitable[Any]], *args: Any) -> AsyncIterator[Any]:
-    body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
             value = await nursery.start(fn, *args)
             try:
                 yield value
-            except BaseException as exc:
-                body_error = exc
-                raise
             finally:
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        inner = unwrap_group(group)
-        if inner is body_error or isinstance(inner, trio.Cancelled):
-            raise inner from None
-        raise inner from None
+        raise unwrap_group(group) from None
