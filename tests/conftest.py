@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -50,3 +51,29 @@ def no_leaked_processes(request: pytest.FixtureRequest):
             except psutil.Error:
                 pass
         pytest.fail("test left processes running:\n  " + "\n  ".join(desc), pytrace=False)
+
+
+SHOWCASE = "snakepit_bridge.adapters.showcase:ShowcaseAdapter"
+TEST_ADAPTERS = Path(__file__).resolve().parent / "pool"   # pool_adapters.py lives there
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """``make_config(size=2, **pool_kw)`` → a Config with one pool, state in tmp_path; the
+    workers can import the test adapters (``pool_adapters:...``)."""
+    import snakepit
+
+    def make(size=2, *, pools=None, sessions=None, **pool_kw):
+        pool_kw.setdefault("adapter", SHOWCASE)
+        pool_kw.setdefault("startup_timeout", 30.0)
+        env = dict(pool_kw.pop("env", {}))
+        env.setdefault("PYTHONPATH", str(TEST_ADAPTERS))
+        if pools is None:
+            pools = [snakepit.PoolConfig(name=pool_kw.pop("name", "default"), size=size,
+                                         env=env, **pool_kw)]
+        kw = {"state_dir": str(tmp_path / "state")}
+        if sessions is not None:
+            kw["sessions"] = sessions
+        return snakepit.Config(pools=pools, **kw)
+
+    return make
