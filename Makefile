@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test proto clean runtimes
+.PHONY: demo test proto clean runtimes bench
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ runtimes:
 test: $(STAMP) runtimes
 	$(PY) -m mypy snakepit/otp snakepit/__init__.py
 	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/telemetry_overhead.py
 
 proto: $(STAMP)
 	$(PY) -m snakepit_bridge._protogen
