@@ -75,6 +75,7 @@ class NodeAdapter(Adapter):
     node: str = "node"
     capacity: int | None = None
     extra_env: dict[str, str] = attrs.field(factory=dict)
+    deps_dir: str | None = None   # where to install the npm dependencies (default: state dir)
     _modules: list[str] = attrs.field(factory=list, eq=False, repr=False)
 
     def command(self, opts: LaunchOptions) -> list[str]:
@@ -91,7 +92,7 @@ class NodeAdapter(Adapter):
         if shutil.which(self.node) is None:
             raise ConfigError(f"Node.js ({self.node!r}) is not installed; NodeAdapter needs "
                               f"Node.js 18+ on PATH")
-        modules = await trio.to_thread.run_sync(install_node_deps, state_dir)
+        modules = await trio.to_thread.run_sync(install_node_deps, self.deps_dir or state_dir)
         self._modules[:] = [str(modules)]
 
     def check(self) -> CheckResult:

@@ -1,4 +1,3 @@
-import math
 
 import pytest
 import trio
@@ -33,7 +32,6 @@ async def test_start_order_and_reverse_stop(mock_clock):
 
 async def test_one_for_all_restart_and_give_up(mock_clock):
     log = []
-    crash = trio.Event()
 
     async def crasher(*, task_status=trio.TASK_STATUS_IGNORED):
         task_status.started()

@@ -7,7 +7,6 @@ whether the supervisor is alive, that temporary children never return, and that 
 left once the tree has stopped.
 """
 
-import os
 
 import hypothesis.strategies as st
 import pytest

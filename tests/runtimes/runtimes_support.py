@@ -1,6 +1,7 @@
 """Adapters for every runtime, and what to do when one is missing."""
 
 import os
+import tempfile
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,7 +29,10 @@ def make_adapter(runtime, capacity=None):
     if runtime == "node":
         if shutil.which("node") is None:
             _unavailable("node is not installed")
-        return NodeAdapter(script=str(BRIDGE / "node" / "showcase.js"), capacity=capacity)
+        # one npm install for the whole test run, not one per test's state dir
+        deps = os.path.join(tempfile.gettempdir(), "snakepit-test-node-deps")
+        return NodeAdapter(script=str(BRIDGE / "node" / "showcase.js"), capacity=capacity,
+                           deps_dir=deps)
     why = ruby_ready()
     if why:
         _unavailable(why)

@@ -1,6 +1,5 @@
 """Host tools called from real workers; sessions ending in workers; describe."""
 
-import functools
 
 import numpy as np
 import pytest
