@@ -61,6 +61,10 @@ class HostContext:
         return await spawn_worker(self, config, worker, nursery)
 
     def connect(self, worker: Worker) -> Any:
+        if worker.runtime.config.transport == "pipe":
+            from snakepit.transport.pipe import PipeTransport
+            sock, worker.process.pipe_socket = worker.process.pipe_socket, None
+            return PipeTransport(sock, worker.key)
         from snakepit.transport.grpc import GrpcTransport
         return GrpcTransport(f"127.0.0.1:{worker.port}", self.secret)
 

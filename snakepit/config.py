@@ -141,7 +141,7 @@ class PoolConfig:
     shutdown_grace: float = attrs.field(default=6.0, validator=_number("PoolConfig"))
     heartbeat: HeartbeatConfig = attrs.field(factory=HeartbeatConfig)
     required: bool = attrs.field(default=True)
-    transport: str = attrs.field(default="grpc", validator=_choice("PoolConfig", "grpc"))
+    transport: str = attrs.field(default="grpc", validator=_choice("PoolConfig", "grpc", "pipe"))
 
     def __attrs_post_init__(self) -> None:
         if self.python is not None and (not isinstance(self.python, str) or not self.python):
@@ -159,6 +159,11 @@ class PoolConfig:
                         "1 with profile='process' (use profile='thread' for more)")
         if not all(isinstance(a, str) for a in self.adapter_args):
             raise _fail("PoolConfig", "adapter_args", self.adapter_args, "a list of strings")
+        if self.transport == "pipe" and not isinstance(self.adapter, str) and \
+                not getattr(self.adapter, "supports_pipe", False):
+            raise _fail("PoolConfig", "transport", self.transport,
+                        f"'grpc' for {type(self.adapter).__name__} (only Python workers "
+                        f"speak the pipe transport)")
         if self.heartbeat.timeout < self.heartbeat.interval:
             raise _fail("HeartbeatConfig", "timeout", self.heartbeat.timeout,
                         f"a number of seconds >= interval ({self.heartbeat.interval})")

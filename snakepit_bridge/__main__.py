@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-timeout", type=float, default=10.0)
     p.add_argument("--no-dependent", action="store_true")
     p.add_argument("--shutdown-grace", type=float, default=5.0)
+    p.add_argument("--pipe-fd", type=int, default=None,
+                   help="serve the pipe transport on this inherited socket instead of gRPC")
     return p
 
 
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                    host_address=args.host_address, max_concurrency=args.max_concurrency,
                    heartbeat_interval=args.heartbeat_interval,
                    heartbeat_timeout=args.heartbeat_timeout, dependent=not args.no_dependent,
-                   shutdown_grace=args.shutdown_grace, secret=secret)
+                   shutdown_grace=args.shutdown_grace, secret=secret, pipe_fd=args.pipe_fd)
     code = asyncio.run(serve(adapter, opts))
     sys.stdout.flush()
     sys.stderr.flush()

@@ -51,6 +51,7 @@ class Options:
     shutdown_grace: float
     secret: str
     language: str = "python"
+    pipe_fd: int | None = None    # serve Frames on this socket instead of a gRPC server
 
 
 class _Auth(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -88,17 +89,26 @@ class WorkerServicer(pbg.WorkerServiceServicer):  # type: ignore[misc]
                  lifetime: "Lifetime") -> None:
         self.d, self.opts, self.adapter, self.lifetime = dispatcher, opts, adapter, lifetime
 
-    async def Ping(self, request: Any, context: Any) -> Any:
+    def _ping(self, request: Any) -> Any:
         return pb.PingResponse(message=request.message or "pong", worker_id=self.opts.worker_id,
                                pid=os.getpid(), timestamp=time.time())
 
-    async def Heartbeat(self, request: Any, context: Any) -> Any:
+    def _heartbeat(self, request: Any) -> Any:
         self.lifetime.last_heartbeat = time.monotonic()
         return pb.HeartbeatResponse(seq=request.seq, worker_id=self.opts.worker_id,
                                     in_flight=self.d.in_flight, rss_bytes=_rss(),
                                     timestamp=time.time())
 
+    async def Ping(self, request: Any, context: Any) -> Any:
+        return self._ping(request)
+
+    async def Heartbeat(self, request: Any, context: Any) -> Any:
+        return self._heartbeat(request)
+
     async def Describe(self, request: Any, context: Any) -> Any:
+        return self._describe()
+
+    def _describe(self) -> Any:
         tools = []
         for t in self.d.tools.values():
             params = [pb.ParameterSpec(name=p.name, type=p.type_name, required=p.required,
@@ -244,11 +254,23 @@ async def serve(adapter: BaseAdapter, opts: Options) -> int:
         return EXIT_INIT
     dispatcher = ToolDispatcher(adapter, worker_id=opts.worker_id, host=host,
                                 max_concurrency=opts.max_concurrency)
-    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[_Auth(opts.secret)])
-    pbg.add_WorkerServiceServicer_to_server(
-        WorkerServicer(dispatcher, opts, adapter, lifetime), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+    servicer = WorkerServicer(dispatcher, opts, adapter, lifetime)
+    server: Any = None
+    pipe: Any = None
+    if opts.pipe_fd is not None:
+        from snakepit_bridge.pipe_server import PipeServer
+        pipe_server = PipeServer(opts.pipe_fd, servicer, dispatcher)
+
+        async def serve_pipe() -> None:
+            await pipe_server.serve()
+            lifetime.request_stop(EXIT_HOST_LOST, 0.5, "pipe closed: the host is gone")
+        pipe = asyncio.ensure_future(serve_pipe())
+        port = 0
+    else:
+        server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[_Auth(opts.secret)])
+        pbg.add_WorkerServiceServicer_to_server(servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lifetime.request_stop, EXIT_OK, opts.shutdown_grace,
                                 f"signal {sig.name}")
@@ -257,7 +279,10 @@ async def serve(adapter: BaseAdapter, opts: Options) -> int:
     watchdog = asyncio.ensure_future(lifetime.watchdog(host))
     await lifetime.stop.wait()
     watchdog.cancel()
-    await server.stop(lifetime.grace)
+    if server is not None:
+        await server.stop(lifetime.grace)
+    if pipe is not None:
+        pipe.cancel()
     try:
         await asyncio.wait_for(_maybe_await(adapter.shutdown()), max(lifetime.grace, 1.0))
     except Exception:
@@ -268,7 +293,8 @@ async def serve(adapter: BaseAdapter, opts: Options) -> int:
 
 def _report_ready(opts: Options, port: int) -> None:
     line = json.dumps({"port": port, "pid": os.getpid(), "worker_id": opts.worker_id,
-                       "language": opts.language, "protocol": 1}) + "\n"
+                       "language": opts.language, "protocol": 1,
+                       "transport": "pipe" if opts.pipe_fd is not None else "grpc"}) + "\n"
     if opts.ready_fd is None:
         sys.stdout.write(line)
         sys.stdout.flush()

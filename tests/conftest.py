@@ -58,7 +58,13 @@ TEST_ADAPTERS = Path(__file__).resolve().parent / "pool"   # pool_adapters.py li
 
 
 @pytest.fixture
-def make_config(tmp_path):
+def transport():
+    """The pool transport; modules that run over both override this with params."""
+    return "grpc"
+
+
+@pytest.fixture
+def make_config(tmp_path, transport):
     """``make_config(size=2, **pool_kw)`` → a Config with one pool, state in tmp_path; the
     workers can import the test adapters (``pool_adapters:...``)."""
     import snakepit
@@ -66,6 +72,8 @@ def make_config(tmp_path):
     def make(size=2, *, pools=None, sessions=None, **pool_kw):
         pool_kw.setdefault("adapter", SHOWCASE)
         pool_kw.setdefault("startup_timeout", 30.0)
+        if isinstance(pool_kw["adapter"], str):   # Python workers speak both transports
+            pool_kw.setdefault("transport", transport)
         env = dict(pool_kw.pop("env", {}))
         env.setdefault("PYTHONPATH", str(TEST_ADAPTERS))
         if pools is None:

@@ -27,6 +27,7 @@ class LaunchOptions:
     heartbeat_timeout: float = 10.0
     dependent: bool = True
     shutdown_grace: float = 5.0
+    pipe_fd: int | None = None     # transport="pipe": the worker's end of the socketpair
 
     def worker_flags(self) -> list[str]:
         """The flags every worker understands (the worker contract, protos/README.md)."""
@@ -40,6 +41,8 @@ class LaunchOptions:
             flags += ["--host-address", self.host_address]
         if not self.dependent:
             flags.append("--no-dependent")
+        if self.pipe_fd is not None:
+            flags += ["--pipe-fd", str(self.pipe_fd)]
         return flags
 
 
@@ -55,6 +58,7 @@ class Adapter:
     """Base class of host-side adapters. Override :meth:`command`; the rest has defaults."""
 
     capacity: int | None = None   # None: the pool config decides
+    supports_pipe = False         # the worker understands --pipe-fd (transport="pipe")
 
     def command(self, opts: LaunchOptions) -> list[str]:
         raise NotImplementedError

@@ -22,6 +22,7 @@ class PythonAdapter(Adapter):
     python: str | None = None
     adapter_args: tuple[str, ...] = attrs.field(default=(), converter=_strs)
     capacity: int | None = None
+    supports_pipe = True
 
     def __attrs_post_init__(self) -> None:
         from snakepit.config import _ADAPTER_RE

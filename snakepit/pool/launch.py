@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -39,14 +40,29 @@ async def spawn_worker(host: "HostContext", config: PoolConfig, worker: "Worker"
     hb = config.heartbeat
     level = host.config.log_level
 
+    pipe = socket.socketpair() if config.transport == "pipe" else None
+    child_fd = pipe[1].fileno() if pipe else None
+
     def options(fd: int) -> LaunchOptions:
-        return LaunchOptions(
+        return LaunchOptions(pipe_fd=child_fd,
             worker_id=worker.id, host_address=host.host_address, ready_fd=fd,
             max_concurrency=worker.capacity, log_level="error" if level == "none" else level,
             heartbeat_interval=hb.interval, heartbeat_timeout=hb.timeout,
             dependent=hb.dependent, shutdown_grace=config.shutdown_grace)
 
     env = worker_env(config, adapter, options(-1), host.secret)
-    return await WorkerProcess.spawn(
-        lambda fd: adapter.command(options(fd)), env=env, cwd=adapter.cwd,
-        worker_id=worker.id, nursery=nursery, registry=host.process_registry)
+    try:
+        process = await WorkerProcess.spawn(
+            lambda fd: adapter.command(options(fd)), env=env, cwd=adapter.cwd,
+            worker_id=worker.id, nursery=nursery, registry=host.process_registry,
+            extra_fds=(child_fd,) if child_fd is not None else ())
+    except BaseException:
+        if pipe:
+            pipe[0].close()
+        raise
+    finally:
+        if pipe:
+            pipe[1].close()     # the child has its copy
+    if pipe:
+        process.pipe_socket = pipe[0]
+    return process

@@ -58,11 +58,13 @@ class WorkerProcess:
         self._pumps = 0
         self._pump_scopes: list[trio.CancelScope] = []
         self._reaped = False
+        self.pipe_socket: Any = None   # the host's end of the pipe transport, if any
 
     @classmethod
     async def spawn(cls, argv_for: Callable[[int], list[str]], *, env: dict[str, str],
                     cwd: str | None, worker_id: str, nursery: trio.Nursery,
-                    registry: Any = None) -> "WorkerProcess":
+                    registry: Any = None, extra_fds: tuple[int, ...] = ()
+                    ) -> "WorkerProcess":
         """Start the process; ``argv_for(fd)`` is its command line, given the number of the
         fd the child inherits for its readiness line."""
         read_fd, write_fd = os.pipe()
@@ -71,7 +73,7 @@ class WorkerProcess:
         try:
             proc = await trio.lowlevel.open_process(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                pass_fds=(write_fd,), start_new_session=True, env=env, cwd=cwd)
+                pass_fds=(write_fd, *extra_fds), start_new_session=True, env=env, cwd=cwd)
         except OSError as exc:
             os.close(read_fd)
             if registry is not None:

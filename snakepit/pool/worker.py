@@ -78,6 +78,8 @@ class Worker:
                         self.pid, self.port = ready.pid, ready.port
                         self.language = str(ready.info.get("language") or "worker")
                         self.transport = rt.connect(self)
+                        if hasattr(self.transport, "start"):
+                            await self.transport.start(nursery)
                         self.state = "ready"
                         self.started_at = time.time()
                         self.started_mono = trio.current_time()

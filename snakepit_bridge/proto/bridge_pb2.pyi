@@ -270,6 +270,56 @@ class TelemetryEvent(_message.Message):
     dropped: int
     def __init__(self, event: _Optional[_Iterable[str]] = ..., measurements_json: _Optional[bytes] = ..., metadata_json: _Optional[bytes] = ..., timestamp: _Optional[float] = ..., correlation_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., dropped: _Optional[int] = ...) -> None: ...
 
+class Cancel(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Credit(_message.Message):
+    __slots__ = ("chunks",)
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    chunks: int
+    def __init__(self, chunks: _Optional[int] = ...) -> None: ...
+
+class Frame(_message.Message):
+    __slots__ = ("id", "execute", "execute_stream", "result", "chunk", "cancel", "credit", "heartbeat", "heartbeat_reply", "describe", "description", "ping", "pong", "init_session", "session_initialized", "end_session", "session_ended", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    EXECUTE_FIELD_NUMBER: _ClassVar[int]
+    EXECUTE_STREAM_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_REPLY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIBE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PING_FIELD_NUMBER: _ClassVar[int]
+    PONG_FIELD_NUMBER: _ClassVar[int]
+    INIT_SESSION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_INITIALIZED_FIELD_NUMBER: _ClassVar[int]
+    END_SESSION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ENDED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    execute: ExecuteRequest
+    execute_stream: ExecuteRequest
+    result: ExecuteResponse
+    chunk: ToolChunk
+    cancel: Cancel
+    credit: Credit
+    heartbeat: HeartbeatRequest
+    heartbeat_reply: HeartbeatResponse
+    describe: DescribeRequest
+    description: DescribeResponse
+    ping: PingRequest
+    pong: PingResponse
+    init_session: InitSessionRequest
+    session_initialized: InitSessionResponse
+    end_session: EndSessionRequest
+    session_ended: EndSessionResponse
+    error: ErrorInfo
+    def __init__(self, id: _Optional[int] = ..., execute: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., execute_stream: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., result: _Optional[_Union[ExecuteResponse, _Mapping]] = ..., chunk: _Optional[_Union[ToolChunk, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., heartbeat_reply: _Optional[_Union[HeartbeatResponse, _Mapping]] = ..., describe: _Optional[_Union[DescribeRequest, _Mapping]] = ..., description: _Optional[_Union[DescribeResponse, _Mapping]] = ..., ping: _Optional[_Union[PingRequest, _Mapping]] = ..., pong: _Optional[_Union[PingResponse, _Mapping]] = ..., init_session: _Optional[_Union[InitSessionRequest, _Mapping]] = ..., session_initialized: _Optional[_Union[InitSessionResponse, _Mapping]] = ..., end_session: _Optional[_Union[EndSessionRequest, _Mapping]] = ..., session_ended: _Optional[_Union[EndSessionResponse, _Mapping]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ...) -> None: ...
+
 class CallHostToolRequest(_message.Message):
     __slots__ = ("tool", "args_json", "blobs", "session_id", "correlation_id", "worker_id")
     class BlobsEntry(_message.Message):

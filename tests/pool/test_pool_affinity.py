@@ -11,6 +11,12 @@ import snakepit
 from snakepit import errors
 
 
+@pytest.fixture(params=["grpc", "pipe"])
+def transport(request):
+    """Everything here runs over both transports (DESIGN §4: the pool does not know which)."""
+    return request.param
+
+
 async def _worker_of(app, session_id):
     return (await app.execute("get_stats", {}, session_id=session_id))["pid"]
 

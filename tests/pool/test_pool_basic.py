@@ -12,6 +12,12 @@ import snakepit
 from snakepit import errors
 
 
+@pytest.fixture(params=["grpc", "pipe"])
+def transport(request):
+    """Everything here runs over both transports (DESIGN §4: the pool does not know which)."""
+    return request.param
+
+
 async def test_start_ready_stats_and_shutdown_reaps(make_config):
     async with snakepit.start(make_config(size=2)) as app:
         workers = app.workers()

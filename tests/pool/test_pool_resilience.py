@@ -13,6 +13,12 @@ import snakepit
 from snakepit import errors
 
 
+@pytest.fixture(params=["grpc", "pipe"])
+def transport(request):
+    """Everything here runs over both transports (DESIGN §4: the pool does not know which)."""
+    return request.param
+
+
 async def wait_for(predicate, timeout=15.0):
     with trio.fail_after(timeout):
         while not predicate():

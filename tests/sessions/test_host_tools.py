@@ -8,6 +8,12 @@ import trio
 import snakepit
 from snakepit import errors
 
+
+@pytest.fixture(params=["grpc", "pipe"])
+def transport(request):
+    """Everything here runs over both transports (DESIGN §4: the pool does not know which)."""
+    return request.param
+
 HOSTCALLS = "pool_adapters:HostCallsAdapter"
 
 

@@ -1,0 +1,204 @@
+"""PipeTransport: bridge.proto Frames over a socketpair to a local worker (``transport="pipe"``).
+
+One reader task routes replies by frame id; one writer task merges queued frames into single
+writes. A call registers a slot and waits on it — no task, no thread and no lock per request.
+Streams flow within a credit window the host grants, so a slow consumer holds the worker back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import struct
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import trio
+
+from snakepit.errors import RequestTimeout, TransportError, WorkerCrashed
+from snakepit_bridge.proto import bridge_pb2 as pb
+
+HEADER = struct.Struct("<I")
+MAX_FRAME = 256 * 1024 * 1024
+WINDOW = 64          # stream chunks in flight
+REFILL = WINDOW // 2
+
+
+class _Slot:
+    __slots__ = ("event", "frame")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.frame: pb.Frame | None = None
+
+
+class PipeTransport:
+    def __init__(self, sock: Any, name: str) -> None:
+        self.name = name
+        self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+        self._ids = itertools.count(1)
+        self._slots: dict[int, _Slot] = {}
+        self._streams: dict[int, trio.MemorySendChannel[Any]] = {}
+        self._out: list[bytes] = []
+        self._wake = trio.Event()
+        self._closed = False
+        self._error: str | None = None
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        nursery.start_soon(self._reader)
+        nursery.start_soon(self._writer)
+
+    # -- carriage ---------------------------------------------------------------------------
+    def _send(self, frame: pb.Frame) -> None:
+        if self._closed:
+            raise WorkerCrashed(f"pipe to {self.name} is closed ({self._error or 'closed'})")
+        data = frame.SerializeToString()
+        self._out.append(HEADER.pack(len(data)) + data)
+        self._wake.set()
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                batch, self._out = b"".join(self._out), []
+                if batch:
+                    await self._stream.send_all(batch)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._fail(f"write failed: {exc!r}")
+
+    async def _reader(self) -> None:
+        buf = bytearray()
+        try:
+            while True:
+                data = await self._stream.receive_some(1 << 20)
+                if not data:
+                    break
+                buf += data
+                while len(buf) >= HEADER.size:
+                    (size,) = HEADER.unpack_from(buf)
+                    if size > MAX_FRAME:
+                        raise TransportError(f"{self.name} sent a {size}-byte frame")
+                    if len(buf) < HEADER.size + size:
+                        break
+                    frame = pb.Frame.FromString(bytes(buf[HEADER.size:HEADER.size + size]))
+                    del buf[:HEADER.size + size]
+                    self._route(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception as exc:  # a malformed frame: the worker is not speaking the protocol
+            self._fail(f"protocol error: {exc!r}")
+            return
+        self._fail("the worker closed its end")
+
+    def _route(self, frame: pb.Frame) -> None:
+        if frame.WhichOneof("body") == "chunk":
+            channel = self._streams.get(frame.id)
+            if channel is not None:
+                try:
+                    channel.send_nowait(frame)
+                except (trio.WouldBlock, trio.BrokenResourceError):
+                    pass   # past the credit window, or the consumer left
+            return
+        slot = self._slots.pop(frame.id, None)
+        if slot is not None:
+            slot.frame = frame
+            slot.event.set()
+
+    def _fail(self, why: str) -> None:
+        if self._closed:
+            return
+        self._closed, self._error = True, why
+        for slot in self._slots.values():
+            slot.event.set()    # frame stays None: the caller raises WorkerCrashed
+        self._slots.clear()
+        for channel in self._streams.values():
+            channel.close()
+        self._wake.set()
+
+    # -- calls ------------------------------------------------------------------------------
+    async def _call(self, what: str, timeout: float | None = None, **body: Any) -> pb.Frame:
+        fid = next(self._ids)
+        slot = self._slots[fid] = _Slot()
+        try:
+            self._send(pb.Frame(id=fid, **body))
+            with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
+                await slot.event.wait()
+        except BaseException:
+            if self._slots.pop(fid, None) is not None and not self._closed:
+                self._send(pb.Frame(id=fid, cancel=pb.Cancel()))
+            raise
+        if scope.cancelled_caught:
+            self._slots.pop(fid, None)
+            self._send(pb.Frame(id=fid, cancel=pb.Cancel()))
+            raise RequestTimeout(f"{what} to {self.name} exceeded its deadline")
+        if slot.frame is None:
+            raise WorkerCrashed(f"{what} to {self.name} failed: {self._error}")
+        if slot.frame.WhichOneof("body") == "error":
+            raise TransportError(f"{what} to {self.name}: {slot.frame.error.message}")
+        return slot.frame
+
+    async def ping(self) -> Any:
+        return (await self._call("Ping", 10.0, ping=pb.PingRequest(message="ping"))).pong
+
+    async def heartbeat(self, seq: int) -> Any:
+        return (await self._call("Heartbeat", heartbeat=pb.HeartbeatRequest(seq=seq))
+                ).heartbeat_reply
+
+    async def describe(self) -> Any:
+        return (await self._call("Describe", 30.0, describe=pb.DescribeRequest())).description
+
+    async def execute(self, request: Any, *, timeout: float | None = None) -> Any:
+        return (await self._call("Execute", None if timeout is None else timeout + 5.0,
+                                 execute=request)).result
+
+    async def init_session(self, session_id: str, metadata_json: bytes = b"") -> Any:
+        return (await self._call("InitSession", 30.0, init_session=pb.InitSessionRequest(
+            session_id=session_id, metadata_json=metadata_json))).session_initialized
+
+    async def end_session(self, session_id: str) -> Any:
+        return (await self._call("EndSession", 30.0, end_session=pb.EndSessionRequest(
+            session_id=session_id))).session_ended
+
+    @asynccontextmanager
+    async def stream(self, request: Any) -> AsyncIterator[AsyncIterator[Any]]:
+        fid = next(self._ids)
+        send, recv = trio.open_memory_channel[Any](WINDOW)
+        self._streams[fid] = send
+        try:
+            self._send(pb.Frame(id=fid, execute_stream=request))
+            self._send(pb.Frame(id=fid, credit=pb.Credit(chunks=WINDOW)))
+            yield _Chunks(self, fid, recv)
+        finally:
+            self._streams.pop(fid, None)
+            if not self._closed:
+                self._send(pb.Frame(id=fid, cancel=pb.Cancel()))
+            send.close()
+
+    async def aclose(self) -> None:
+        self._fail("closed by the host")
+        await self._stream.aclose()
+
+
+class _Chunks:
+    def __init__(self, transport: PipeTransport, fid: int,
+                 recv: trio.MemoryReceiveChannel[Any]) -> None:
+        self._t, self._fid, self._recv = transport, fid, recv
+        self._taken = 0
+
+    def __aiter__(self) -> "_Chunks":
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            frame = await self._recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            if self._t._closed:
+                raise WorkerCrashed(f"stream from {self._t.name} broke: {self._t._error}") \
+                    from None
+            raise StopAsyncIteration from None
+        self._taken += 1
+        if self._taken >= REFILL and not frame.chunk.is_final:
+            self._t._send(pb.Frame(id=self._fid, credit=pb.Credit(chunks=self._taken)))
+            self._taken = 0
+        return frame.chunk
