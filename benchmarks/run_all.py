@@ -2,7 +2,7 @@
 
     python benchmarks/run_all.py [--reps 5] [--quick]
 
-Peers: snakepit (grpc transport), concurrent.futures.ProcessPoolExecutor, multiprocessing.Pool,
+Peers: snakepit over both transports (pipe and grpc), concurrent.futures.ProcessPoolExecutor, multiprocessing.Pool,
 a bare grpcio client driven from trio (the same worker process and proto, no pool), and a raw
 length-prefixed pipe echo from trio (the floor). Medians of ``--reps`` repetitions with min-max.
 Results: benchmarks/results/run_all.json.
@@ -39,9 +39,10 @@ def echo(x: Any) -> Any:
     return x
 
 
-def config(size: int) -> snakepit.Config:
+def config(size: int, transport: str = "grpc") -> snakepit.Config:
     return snakepit.Config(state_dir=STATE, log_level="warning", pools=[
-        snakepit.PoolConfig(name="default", size=size, startup_batch_size=max(8, size))])
+        snakepit.PoolConfig(name="default", size=size, startup_batch_size=max(8, size),
+                            transport=transport)])
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -49,8 +50,8 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 # -- 1. sequential latency -------------------------------------------------------------------
-async def snakepit_latency(n: int) -> list[float]:
-    async with snakepit.start(config(1)) as app:
+async def snakepit_latency(n: int, transport: str = "grpc") -> list[float]:
+    async with snakepit.start(config(1, transport)) as app:
         for _ in range(100):
             await app.execute("ping")
         lat = []
@@ -151,8 +152,9 @@ async def pipe_floor_latency(n: int) -> list[float]:
 
 
 # -- 2. throughput ---------------------------------------------------------------------------
-async def snakepit_throughput(workers: int, callers: int, seconds: float) -> float:
-    async with snakepit.start(config(workers)) as app:
+async def snakepit_throughput(workers: int, callers: int, seconds: float,
+                              transport: str = "grpc") -> float:
+    async with snakepit.start(config(workers, transport)) as app:
         return await _drive(lambda: app.execute("ping"), callers, seconds)
 
 
@@ -201,9 +203,9 @@ def mp_throughput(workers: int, callers: int, seconds: float) -> float:
 
 
 # -- 3. 8 MB round trip ----------------------------------------------------------------------
-async def snakepit_bytes(mb: int, reps: int) -> float:
+async def snakepit_bytes(mb: int, reps: int, transport: str = "grpc") -> float:
     payload = os.urandom(mb * 2**20)
-    async with snakepit.start(config(1)) as app:
+    async with snakepit.start(config(1, transport)) as app:
         await app.execute("echo", {"x": b"warm"})
         t = time.perf_counter()
         for _ in range(reps):
@@ -222,8 +224,8 @@ def ppe_bytes(mb: int, reps: int) -> float:
 
 
 # -- 4. stream -------------------------------------------------------------------------------
-async def snakepit_stream(n: int) -> float:
-    async with snakepit.start(config(1)) as app:
+async def snakepit_stream(n: int, transport: str = "grpc") -> float:
+    async with snakepit.start(config(1, transport)) as app:
         t = time.perf_counter()
         count = 0
         async with app.stream("ping_stream", {"count": n}) as chunks:
@@ -253,8 +255,8 @@ def ppe_memory() -> tuple[float, float]:
 
 
 # -- 7. fairness -----------------------------------------------------------------------------
-async def snakepit_fairness() -> float:
-    async with snakepit.start(config(8)) as app:
+async def snakepit_fairness(transport: str = "grpc") -> float:
+    async with snakepit.start(config(8, transport)) as app:
         t = time.perf_counter()
         async with trio.open_nursery() as nursery:
             for _ in range(20):
@@ -281,7 +283,8 @@ def main() -> None:
 
     print(f"\n1. sequential ping latency, 1 worker ({n_lat} calls x {reps} reps), ms")
     lat_rows = {}
-    for name, fn in [("snakepit/grpc", lambda: trio.run(snakepit_latency, n_lat)),
+    for name, fn in [("snakepit/pipe", lambda: trio.run(snakepit_latency, n_lat, "pipe")),
+                     ("snakepit/grpc", lambda: trio.run(snakepit_latency, n_lat)),
                      ("ProcessPoolExecutor", lambda: ppe_latency(n_lat)),
                      ("bare grpcio (trio)", lambda: trio.run(bare_grpc_latency, n_lat)),
                      ("raw pipe echo (floor)", lambda: trio.run(pipe_floor_latency, n_lat))]:
@@ -299,6 +302,8 @@ def main() -> None:
         for callers in (1, 8, 64):
             row = {}
             for name, fn in [
+                    ("snakepit/pipe", lambda: trio.run(snakepit_throughput, workers, callers,
+                                                       seconds, "pipe")),
                     ("snakepit/grpc", lambda: trio.run(snakepit_throughput, workers, callers,
                                                        seconds)),
                     ("ProcessPoolExecutor", lambda: ppe_throughput(workers, callers, seconds)),
@@ -310,7 +315,9 @@ def main() -> None:
     results["throughput"] = tp
 
     print("\n3. 8 MB round trip, MB/s")
-    mb = {"snakepit/grpc": summary([trio.run(snakepit_bytes, 8, 3) for _ in range(reps)]),
+    mb = {"snakepit/pipe": summary([trio.run(snakepit_bytes, 8, 3, "pipe")
+                                    for _ in range(reps)]),
+          "snakepit/grpc": summary([trio.run(snakepit_bytes, 8, 3) for _ in range(reps)]),
           "ProcessPoolExecutor": summary([ppe_bytes(8, 3) for _ in range(reps)])}
     for k, v in mb.items():
         print(f"  {k:<24} {v['median']:.0f} ({v['min']:.0f}-{v['max']:.0f})")
@@ -318,8 +325,12 @@ def main() -> None:
 
     n_chunks = 20_000 if args.quick else 100_000
     print(f"\n4. stream of {n_chunks} chunks into trio, chunks/s")
-    st = summary([trio.run(snakepit_stream, n_chunks) for _ in range(reps)])
-    print(f"  snakepit/grpc            {st['median']:.0f} ({st['min']:.0f}-{st['max']:.0f})")
+    st = {}
+    for transport in ("pipe", "grpc"):
+        st[transport] = summary([trio.run(snakepit_stream, n_chunks, transport)
+                                 for _ in range(reps)])
+        v = st[transport]
+        print(f"  snakepit/{transport:<15} {v['median']:.0f} ({v['min']:.0f}-{v['max']:.0f})")
     results["stream_chunks_per_s"] = st
 
     print("\n5/6. startup until all ready (s) and idle memory per worker (MB, median)")
@@ -338,9 +349,11 @@ def main() -> None:
     results["ppe_worker_memory_mb"] = {"pss": pss, "uss": uss}
 
     print("\n7. fairness: 8 workers x 20 concurrent 0.5 s sleeps (ideal 1.5 s)")
-    fair = summary([trio.run(snakepit_fairness) for _ in range(reps)])
-    print(f"  snakepit/grpc            {fair['median']:.3f} s ({fair['min']:.3f}-"
-          f"{fair['max']:.3f})")
+    fair = {}
+    for transport in ("pipe", "grpc"):
+        fair[transport] = summary([trio.run(snakepit_fairness, transport) for _ in range(reps)])
+        v = fair[transport]
+        print(f"  snakepit/{transport:<15} {v['median']:.3f} s ({v['min']:.3f}-{v['max']:.3f})")
     results["fairness_s"] = fair
 
     out = Path(__file__).parent / "results" / "run_all.json"
