@@ -372,15 +372,19 @@ def test_stream_early_close_stops_the_producer(tmp_path, test_tools):
 
 def test_stream_backpressure_with_a_slow_reader(tmp_path, test_tools):
     script, env, marks = test_tools
-    with ruby_worker(tmp_path, script=script, env=env) as w:
+    # capacity 2: the stalled stream holds one slot, the "produced" probe uses the other
+    with ruby_worker(tmp_path, "--max-concurrency", "2", script=script, env=env) as w:
         mark = str(marks / "slow")
         call = w.stream("forever", {"mark": mark, "size": 64 * 1024})
         next(call)
-        # The reader stops; the producer may only fill the transport's flow-control window
-        # (64 KiB chunks: a handful), never run ahead without bound.
-        time.sleep(0.5)  # observing that something does NOT happen needs a window of time
-        produced = w.result("produced", {"mark": mark})
-        assert produced < 40, f"the producer ran {produced} chunks ahead of a stalled reader"
+        # The reader stalls. The producer may fill grpc's flow-control windows (a few MiB,
+        # grown by grpc's BDP probing) plus the worker's 2-chunk buffer, then must wait.
+        counts = []
+        for _ in range(3):
+            time.sleep(0.3)  # observing that something does NOT happen needs time windows
+            counts.append(w.result("produced", {"mark": mark}))
+        assert counts[0] == counts[1] == counts[2], f"the producer kept running: {counts}"
+        assert counts[-1] < 256, f"{counts[-1]} chunks of 64 KiB ahead of a stalled reader"
         got = [json.loads(next(call).data_json)["i"] for _ in range(50)]
         assert got == list(range(2, 52))          # nothing lost or reordered meanwhile
         call.cancel()
@@ -520,7 +524,7 @@ def test_sigterm_finishes_in_flight_work_and_exits_0(tmp_path, test_tools):
 def test_sigterm_cancels_work_that_outlives_the_grace(tmp_path, test_tools):
     script, env, marks = test_tools
     with ruby_worker(tmp_path, "--shutdown-grace", "0.5", script=script, env=env) as w:
-        w.stub.Execute.future(pb.ExecuteRequest(tool="wait_cancel", args_json=json.dumps(
+        running = w.stub.Execute.future(pb.ExecuteRequest(tool="wait_cancel", args_json=json.dumps(
             {"mark": str(marks / "g")}).encode()), metadata=MD, timeout=30)
         wait_until(lambda: w.in_flight() == 1, what="the tool to start")
         t0 = time.monotonic()
@@ -528,6 +532,7 @@ def test_sigterm_cancels_work_that_outlives_the_grace(tmp_path, test_tools):
         assert w.proc.wait(10) == 0
         assert time.monotonic() - t0 < 4.0
         assert (marks / "g").read_text() in ("cancelled", "shutdown")
+        assert running.exception() is not None   # never answered: cut off by the shutdown
 
 
 def test_bad_usage_missing_secret_and_failing_tools_file(tmp_path):
