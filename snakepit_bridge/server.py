@@ -282,6 +282,11 @@ async def serve(adapter: BaseAdapter, opts: Options) -> int:
     if server is not None:
         await server.stop(lifetime.grace)
     if pipe is not None:
+        if opts.pipe_fd is not None and lifetime.exit_code == EXIT_OK:
+            # graceful stop: in-flight requests get the grace, as on the gRPC server
+            pending = [t for t in pipe_server.tasks.values() if not t.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=lifetime.grace)
         pipe.cancel()
     try:
         await asyncio.wait_for(_maybe_await(adapter.shutdown()), max(lifetime.grace, 1.0))

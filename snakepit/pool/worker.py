@@ -171,13 +171,15 @@ class Worker:
         rt = self.runtime
         self.state = "stopping" if self.state != "starting" else "failed"
         rt.worker_gone(self)
+        # The process first (SIGTERM, its grace for in-flight work), then the transport:
+        # closing a pipe transport first would tell the worker its host is gone.
+        if self.process is not None:
+            await self.process.terminate(rt.config.shutdown_grace)
         if self.transport is not None:
             try:
                 await self.transport.aclose()
-            except Exception as exc:  # cleanup must go on to reap the process
+            except Exception as exc:
                 log.debug("closing transport of %s: %r", self.key, exc)
-        if self.process is not None:
-            await self.process.terminate(rt.config.shutdown_grace)
         if self.state == "stopping":
             self.state = "stopped"
 

@@ -13,28 +13,31 @@
 # Exit codes: 0 stopped by SIGTERM/SIGINT, 2 bad usage, 3 the tools file failed to load or
 # initialize, 4 the host is gone (stdin EOF, or heartbeats lost while dependent).
 #
-# Capacity. grpc-ruby's server does not queue: a call arriving when all of its pool threads
-# are busy is answered RESOURCE_EXHAUSTED. A pool thread is busy for as long as the host keeps
-# a call open (tools run in their own threads, and a timed-out or cancelled call frees its
-# pool thread at once), plus a moment after the reply while the thread rejoins the pool. So:
+# Capacity. grpc-ruby's own server answers RESOURCE_EXHAUSTED when a call arrives while all
+# of its pool threads are busy, instead of queueing it; and a thread stays busy a moment after
+# its reply, so even a host that keeps within its capacity gets refused now and then. The
+# worker runs QueueingRpcServer (lib/snakepit/rpc_server.rb), whose accept loop waits for a
+# free thread instead: a call never gets RESOURCE_EXHAUSTED, whatever the load. The pool is
 #
-#   pool_size = 2 * max_concurrency + CONTROL_CALLS
+#   pool_size = max_concurrency + CONTROL_CALLS            (CONTROL_CALLS = 8)
 #
-# max_concurrency threads for the tool calls the host may have open (its capacity for this
-# worker is --max-concurrency), as many again for threads still rejoining the pool after their
-# reply (the host may send the next call as soon as it has the reply), and CONTROL_CALLS for
-# the host's other calls, which may be open at the same time: the telemetry stream (open for
-# the worker's life), a heartbeat, Describe/Ping and InitSession/EndSession, with room to
-# spare. At most max_concurrency tools run at once whatever the pool size (Slots).
+# so that the host's tool calls (at most its capacity for this worker, = --max-concurrency,
+# reported by Describe) never make its other calls wait: the telemetry stream (open for the
+# worker's life), heartbeats, Describe/Ping, InitSession/EndSession, with room to spare. A
+# pool thread is busy only while its call is open (tools run in their own threads; a timed-out
+# or cancelled call frees its thread at once), and at most max_concurrency tools run at once
+# whatever the pool size (Slots): extra calls wait for a slot.
 
-$LOAD_PATH.unshift(File.join(__dir__, "lib"))
 require "json"
 require "logger"
 require "optparse"
-require "snakepit"
-require "snakepit/auth"
-require "snakepit/lifetime"
-require "snakepit/servicer"
+require_relative "lib/snakepit"
+require_relative "lib/snakepit/auth"
+require_relative "lib/snakepit/lifetime"
+require_relative "lib/snakepit/rpc_server"
+require_relative "lib/snakepit/servicer"
+# A tools file may `require "snakepit"` (for its editor or its own tests): that is this one.
+$LOAD_PATH.unshift(File.join(__dir__, "lib"))
 
 module Snakepit
   # Runs one worker process.
@@ -57,7 +60,7 @@ module Snakepit
 
     # The grpc-ruby thread pool size for a worker serving max_concurrency tool calls.
     def pool_size(max_concurrency)
-      2 * max_concurrency + CONTROL_CALLS
+      max_concurrency + CONTROL_CALLS
     end
 
     def parse(argv)
@@ -136,7 +139,7 @@ module Snakepit
     end
 
     def start_server(opts, secret, servicer)
-      server = GRPC::RpcServer.new(
+      server = QueueingRpcServer.new(
         pool_size: pool_size(opts.max_concurrency), poll_period: opts.shutdown_grace,
         interceptors: [Auth.new(secret)],
         server_args: { "grpc.max_send_message_length" => MAX_MESSAGE,

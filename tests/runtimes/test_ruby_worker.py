@@ -60,10 +60,11 @@ class Worker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def call(self, tool, args=None, *, timeout=30.0, **fields):
+    def call(self, tool, args=None, *, rpc_timeout=30.0, **fields):
+        """Execute; ``fields`` are ExecuteRequest fields (``timeout`` is the tool's)."""
         data, blobs = serialization.encode(args or {})
         return self.stub.Execute(pb.ExecuteRequest(tool=tool, args_json=data, blobs=blobs,
-                                                   **fields), metadata=MD, timeout=timeout)
+                                                   **fields), metadata=MD, timeout=rpc_timeout)
 
     def result(self, tool, args=None, **fields):
         resp = self.call(tool, args, **fields)
@@ -412,6 +413,14 @@ def test_timeout_and_host_cancel_reach_the_tool(tmp_path, test_tools):
         assert (marks / "c").read_text() == "cancelled"
         wait_until(lambda: w.in_flight() == 0, what="the slot to be free")
 
+        # a stream past its timeout ends with a final chunk carrying the timeout error
+        t0 = time.monotonic()
+        chunks = list(w.stream("stream_data", {"count": 1000, "delay": 0.05}, timeout=0.3))
+        assert time.monotonic() - t0 < 1.5
+        assert [c.chunk_id for c in chunks] == list(range(1, len(chunks) + 1))
+        assert chunks[-1].is_final and chunks[-1].error.category == "timeout"
+        assert 2 <= len(chunks) < 20
+
         # a grpc deadline is a cancel too
         with pytest.raises(grpc.RpcError) as info:
             w.stub.Execute(pb.ExecuteRequest(tool="sleep", args_json=b'{"seconds": 20}'),
@@ -478,6 +487,19 @@ def test_200_concurrent_calls_within_capacity_never_resource_exhausted(tmp_path)
             controls.put(None)
         assert results == list(range(200))
         assert control_errors == []
+
+
+def test_calls_beyond_the_grpc_pool_wait_instead_of_resource_exhausted(tmp_path):
+    # capacity 1 → a grpc pool of 1 + 8 threads; 16 calls at once are more than the pool:
+    # grpc-ruby's stock server would refuse some with RESOURCE_EXHAUSTED; ours queues them.
+    with ruby_worker(tmp_path, "--max-concurrency", "1") as w:
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            t0 = time.monotonic()
+            results = list(pool.map(lambda _: w.result("sleep", {"seconds": 0.05}), range(16)))
+            elapsed = time.monotonic() - t0
+        assert all(r["cancelled"] is False for r in results)
+        assert elapsed >= 16 * 0.05 * 0.9   # one at a time: capacity 1 holds
+        assert w.in_flight() == 0
 
 
 # -- security and lifetime ------------------------------------------------------------------------
@@ -561,6 +583,7 @@ def test_bad_usage_missing_secret_and_failing_tools_file(tmp_path):
 class FakeHost(pbg.HostServiceServicer):
     def __init__(self):
         self.calls: list = []
+        self.slow_call_ended = threading.Event()
 
     def _check(self, context):
         if dict(context.invocation_metadata()).get("x-snakepit-secret") != SECRET:
@@ -573,6 +596,12 @@ class FakeHost(pbg.HostServiceServicer):
         if request.tool == "host_echo":
             data, blobs = serialization.encode(args)
             return pb.ExecuteResponse(success=True, result_json=data, blobs=blobs)
+        if request.tool == "host_slow":   # answers only when the worker gives up the call
+            ended = threading.Event()
+            context.add_callback(ended.set)
+            ended.wait(30)
+            self.slow_call_ended.set()
+            return pb.ExecuteResponse(success=True, result_json=b"null")
         return pb.ExecuteResponse(success=False, error=pb.ErrorInfo(
             category="unknown_tool", type="UnknownTool", message=f"no host tool {request.tool}"))
 
@@ -608,6 +637,11 @@ def test_call_host_tool_through_the_host_service(tmp_path, fake_host):
         err, _ = error_of(w.call("call_host_demo", {"tool_name": "missing"}))
         assert (err.category, err.type) == ("tool", "HostToolError")
         assert "no host tool missing" in err.message
+        # The request's timeout bounds the host call as well: it is cancelled with it.
+        t0 = time.monotonic()
+        err, _ = error_of(w.call("call_host_demo", {"tool_name": "host_slow"}, timeout=0.5))
+        assert err.category == "timeout" and time.monotonic() - t0 < 2.0
+        assert host.slow_call_ended.wait(5), "the host call outlived the request"
     with ruby_worker(tmp_path) as w:   # no --host-address
         err, _ = error_of(w.call("call_host_demo", {"tool_name": "host_echo"}))
         assert err.type == "HostToolError" and "host" in err.message

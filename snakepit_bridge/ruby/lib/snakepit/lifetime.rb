@@ -99,7 +99,7 @@ module Snakepit
       host.call(:heartbeat, PB::WorkerHeartbeat.new(worker_id: worker_id, sent_at: Time.now.to_f),
                 deadline: Time.now + 2)
       true
-    rescue HostToolError, StandardError
+    rescue StandardError # HostToolError included: any failure means the host is gone
       false
     end
   end

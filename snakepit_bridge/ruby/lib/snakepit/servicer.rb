@@ -113,7 +113,9 @@ module Snakepit
     def stream_telemetry(requests, _call)
       reader_done = false
       stop = -> { reader_done || @lifetime.stopping? }
-      reader = Thread.new do
+      # The controls are read in their own thread; it ends when the host closes the stream
+      # (or when our status ends the call), which ends the events below.
+      Thread.new do
         Thread.current.report_on_exception = false
         requests.each { |control| apply_control(control) }
       rescue StandardError, GRPC::Core::CallError
@@ -122,12 +124,12 @@ module Snakepit
         reader_done = true
         Snakepit.events.wake_all
       end
-      telemetry_events(stop, reader)
+      telemetry_events(stop)
     end
 
     private
 
-    def telemetry_events(stop, reader)
+    def telemetry_events(stop)
       Enumerator.new do |out|
         dropped = 0
         until stop.call
@@ -142,8 +144,6 @@ module Snakepit
             dropped = 0
           end
         end
-      ensure
-        reader.kill if reader.alive? && @lifetime.stopping?
       end
     end
 
