@@ -30,8 +30,8 @@ def _abs_script(value: object) -> str:
 class RubyAdapter(Adapter):
     """``RubyAdapter(script="tools.rb")``: a file of ``Snakepit.tool(:name) { |args, ctx| }``.
 
-    ``capacity`` is the worker's ``--max-concurrency``; the Ruby server's thread pool is that
-    plus room for control calls, so the host never makes it answer RESOURCE_EXHAUSTED."""
+    ``capacity`` is the worker's ``--max-concurrency``; the Ruby worker's server queues calls
+    beyond its thread pool (capacity + 8) instead of answering RESOURCE_EXHAUSTED."""
 
     script: str = attrs.field(converter=_abs_script)
     ruby: str = "ruby"
