@@ -40,6 +40,7 @@ class HostContext:
         self.state_dir = config.resolved_state_dir()
         self.registry = otp.Registry()
         self.host_address = ""
+        self.host_services: Any = None   # what workers' calls into the host reach
         self.process_registry: Any = None
         from snakepit import telemetry
         self.telemetry = telemetry.hub
@@ -64,7 +65,7 @@ class HostContext:
         if worker.runtime.config.transport == "pipe":
             from snakepit.transport.pipe import PipeTransport
             sock, worker.process.pipe_socket = worker.process.pipe_socket, None
-            return PipeTransport(sock, worker.key)
+            return PipeTransport(sock, worker.key, self.host_services)
         from snakepit.transport.grpc import GrpcTransport
         return GrpcTransport(f"127.0.0.1:{worker.port}", self.secret)
 
@@ -190,9 +191,9 @@ async def _host_bridge(host: HostContext, *,
 
     from snakepit.hostbridge.handler import HostServices
 
+    host.host_services = HostServices(host.tools, host.sessions)
     async with trio.open_nursery() as nursery:
-        info = await nursery.start(run_host_bridge, host.secret,
-                                   HostServices(host.tools, host.sessions))
+        info = await nursery.start(run_host_bridge, host.secret, host.host_services)
         host.host_address = info.address
         task_status.started(info)
 

@@ -149,30 +149,41 @@ class WorkerServicer(pbg.WorkerServiceServicer):  # type: ignore[misc]
 
         async def controls() -> None:
             async for control in request_iterator:
-                telemetry.buffer.configure(control.enabled, control.sampling_rate,
-                                           control.allow, control.deny)
-                # Acknowledge, past any filter, so the host knows when it applies.
-                telemetry.buffer.put("telemetry.configured", {
-                    "sampling_rate": control.sampling_rate}, {
-                    "enabled": control.enabled, "allow": list(control.allow),
-                    "deny": list(control.deny)}, force=True)
+                apply_telemetry_control(control)
 
         reader = asyncio.ensure_future(controls())
         try:
             while True:
-                events, dropped = telemetry.buffer.drain()
-                for name, measurements, metadata, ts, corr in events:
-                    yield pb.TelemetryEvent(
-                        event=name.split("."), measurements_json=serialization.dumps(measurements),
-                        metadata_json=serialization.dumps(metadata), timestamp=ts,
-                        correlation_id=corr, worker_id=self.opts.worker_id, dropped=dropped)
-                    dropped = 0
                 wake.clear()
+                for event in telemetry_messages(self.opts.worker_id):
+                    yield event
                 if not telemetry.buffer.events:
                     await wake.wait()
         finally:
             telemetry.buffer.waker = None
             reader.cancel()
+
+
+def apply_telemetry_control(control: pb.TelemetryControl) -> None:
+    telemetry.buffer.configure(control.enabled, control.sampling_rate, control.allow,
+                               control.deny)
+    # Acknowledge, past any filter, so the host knows when it applies.
+    telemetry.buffer.put("telemetry.configured", {"sampling_rate": control.sampling_rate}, {
+        "enabled": control.enabled, "allow": list(control.allow), "deny": list(control.deny)},
+        force=True)
+
+
+def telemetry_messages(worker_id: str) -> list[pb.TelemetryEvent]:
+    """Everything queued so far, as messages (the first carries the dropped count)."""
+    events, dropped = telemetry.buffer.drain()
+    out = []
+    for name, measurements, metadata, ts, corr in events:
+        out.append(pb.TelemetryEvent(
+            event=name.split("."), measurements_json=serialization.dumps(measurements),
+            metadata_json=serialization.dumps(metadata), timestamp=ts, correlation_id=corr,
+            worker_id=worker_id, dropped=dropped))
+        dropped = 0
+    return out
 
 
 def _rss() -> int:
@@ -245,8 +256,14 @@ async def serve(adapter: BaseAdapter, opts: Options) -> int:
     loop = asyncio.get_running_loop()
     lifetime = Lifetime(opts)
     lifetime.watch_stdin(loop)
-    host = HostClient(opts.host_address, opts.secret, opts.worker_id) \
-        if opts.host_address else None
+    pipe_server: Any = None
+    host: Any = None
+    if opts.pipe_fd is not None:
+        from snakepit_bridge.pipe_server import PipeServer
+        pipe_server = PipeServer(opts.pipe_fd, opts.worker_id)
+        host = pipe_server.host
+    elif opts.host_address:
+        host = HostClient(opts.host_address, opts.secret, opts.worker_id)
     try:
         await _maybe_await(adapter.initialize())
     except Exception:
@@ -257,12 +274,12 @@ async def serve(adapter: BaseAdapter, opts: Options) -> int:
     servicer = WorkerServicer(dispatcher, opts, adapter, lifetime)
     server: Any = None
     pipe: Any = None
-    if opts.pipe_fd is not None:
-        from snakepit_bridge.pipe_server import PipeServer
-        pipe_server = PipeServer(opts.pipe_fd, servicer, dispatcher)
+    if pipe_server is not None:
+        pipe_server.attach(servicer, dispatcher)
+        reader = await pipe_server.connect()
 
         async def serve_pipe() -> None:
-            await pipe_server.serve()
+            await pipe_server.serve(reader)
             lifetime.request_stop(EXIT_HOST_LOST, 0.5, "pipe closed: the host is gone")
         pipe = asyncio.ensure_future(serve_pipe())
         port = 0
@@ -282,7 +299,7 @@ async def serve(adapter: BaseAdapter, opts: Options) -> int:
     if server is not None:
         await server.stop(lifetime.grace)
     if pipe is not None:
-        if opts.pipe_fd is not None and lifetime.exit_code == EXIT_OK:
+        if lifetime.exit_code == EXIT_OK:
             # graceful stop: in-flight requests get the grace, as on the gRPC server
             pending = [t for t in pipe_server.tasks.values() if not t.done()]
             if pending:

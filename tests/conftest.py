@@ -59,8 +59,14 @@ TEST_ADAPTERS = Path(__file__).resolve().parent / "pool"   # pool_adapters.py li
 
 @pytest.fixture
 def transport():
-    """The pool transport; modules that run over both override this with params."""
+    """The pool transport; tests marked ``both_transports`` run over each."""
     return "grpc"
+
+
+def pytest_generate_tests(metafunc):
+    if "transport" in metafunc.fixturenames and \
+            metafunc.definition.get_closest_marker("both_transports"):
+        metafunc.parametrize("transport", ["grpc", "pipe"])
 
 
 @pytest.fixture

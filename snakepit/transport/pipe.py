@@ -3,6 +3,8 @@
 One reader task routes replies by frame id; one writer task merges queued frames into single
 writes. A call registers a slot and waits on it — no task, no thread and no lock per request.
 Streams flow within a credit window the host grants, so a slow consumer holds the worker back.
+The worker's own calls into the host (host tools, session data) arrive on the same pipe and are
+answered by the host handler, each in a task; its telemetry events arrive as frames too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ HEADER = struct.Struct("<I")
 MAX_FRAME = 256 * 1024 * 1024
 WINDOW = 64          # stream chunks in flight
 REFILL = WINDOW // 2
+TELEMETRY_BUFFER = 1000
+
+# worker -> host request kinds: (handler method, reply kind)
+HOST_REQUESTS = {
+    "call_host_tool": ("call_host_tool", "result"),
+    "list_host_tools": ("list_host_tools", "host_tools"),
+    "get_variable": ("get_variable", "variable"),
+    "set_variable": ("set_variable", "variable"),
+    "get_program": ("get_program", "program"),
+    "store_program": ("store_program", "program"),
+}
 
 
 class _Slot:
@@ -33,8 +46,11 @@ class _Slot:
 
 
 class PipeTransport:
-    def __init__(self, sock: Any, name: str) -> None:
+    def __init__(self, sock: Any, name: str, handler: Any = None) -> None:
         self.name = name
+        self._handler = handler
+        self._nursery: trio.Nursery | None = None
+        self._telemetry: trio.MemorySendChannel[Any] | None = None
         self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         self._ids = itertools.count(1)
         self._slots: dict[int, _Slot] = {}
@@ -45,6 +61,7 @@ class PipeTransport:
         self._error: str | None = None
 
     async def start(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
         nursery.start_soon(self._reader)
         nursery.start_soon(self._writer)
 
@@ -92,13 +109,25 @@ class PipeTransport:
         self._fail("the worker closed its end")
 
     def _route(self, frame: pb.Frame) -> None:
-        if frame.WhichOneof("body") == "chunk":
+        kind = frame.WhichOneof("body")
+        if kind == "chunk":
             channel = self._streams.get(frame.id)
             if channel is not None:
                 try:
                     channel.send_nowait(frame)
                 except (trio.WouldBlock, trio.BrokenResourceError):
                     pass   # past the credit window, or the consumer left
+            return
+        if kind in HOST_REQUESTS:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._answer, frame, kind)
+            return
+        if kind == "telemetry_event":
+            if self._telemetry is not None:
+                try:
+                    self._telemetry.send_nowait(frame.telemetry_event)
+                except (trio.WouldBlock, trio.BrokenResourceError):
+                    pass   # a slow consumer loses events, never stalls the pipe
             return
         slot = self._slots.pop(frame.id, None)
         if slot is not None:
@@ -115,6 +144,22 @@ class PipeTransport:
         for channel in self._streams.values():
             channel.close()
         self._wake.set()
+
+    async def _answer(self, frame: pb.Frame, kind: str) -> None:
+        """A worker's call into the host: the handler's reply, under the request's id."""
+        method, reply_kind = HOST_REQUESTS[kind]
+        if self._handler is None:
+            reply = pb.Frame(id=frame.id, error=pb.ErrorInfo(
+                category="host", type="NoHost", message="this pool has no host services"))
+        else:
+            try:
+                answer = await getattr(self._handler, method)(getattr(frame, kind))
+                reply = pb.Frame(id=frame.id, **{reply_kind: answer})
+            except Exception as exc:  # the handler answers errors itself; this is a bug
+                reply = pb.Frame(id=frame.id, error=pb.ErrorInfo(
+                    category="host", type=type(exc).__name__, message=str(exc)))
+        if not self._closed:
+            self._send(reply)
 
     # -- calls ------------------------------------------------------------------------------
     async def _call(self, what: str, timeout: float | None = None, **body: Any) -> pb.Frame:
@@ -175,6 +220,20 @@ class PipeTransport:
                 self._send(pb.Frame(id=fid, cancel=pb.Cancel()))
             send.close()
 
+    @asynccontextmanager
+    async def telemetry(self, control: Any) -> AsyncIterator["PipeTelemetry"]:
+        """The worker's event stream; ``send(control)`` changes its filters at run time."""
+        send, recv = trio.open_memory_channel[Any](TELEMETRY_BUFFER)
+        self._telemetry = send
+        try:
+            stream = PipeTelemetry(self, recv)
+            stream.send(control)
+            yield stream
+        finally:
+            if self._telemetry is send:
+                self._telemetry = None
+            send.close()
+
     async def aclose(self) -> None:
         self._fail("closed by the host")
         await self._stream.aclose()
@@ -202,3 +261,14 @@ class _Chunks:
             self._t._send(pb.Frame(id=self._fid, credit=pb.Credit(chunks=self._taken)))
             self._taken = 0
         return frame.chunk
+
+
+class PipeTelemetry:
+    """``events``: the worker's TelemetryEvents; ``send(control)``: new filters."""
+
+    def __init__(self, transport: PipeTransport, recv: trio.MemoryReceiveChannel[Any]) -> None:
+        self._t, self.events = transport, recv
+
+    def send(self, control: Any) -> None:
+        if not self._t._closed:
+            self._t._send(pb.Frame(id=0, telemetry_control=control))

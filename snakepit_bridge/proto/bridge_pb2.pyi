@@ -7,16 +7,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Blob(_message.Message):
-    __slots__ = ("data", "dtype", "shape", "content_type")
+    __slots__ = ("data", "dtype", "shape", "content_type", "shm_name", "shm_size")
     DATA_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SHM_NAME_FIELD_NUMBER: _ClassVar[int]
+    SHM_SIZE_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     dtype: str
     shape: _containers.RepeatedScalarFieldContainer[int]
     content_type: str
-    def __init__(self, data: _Optional[bytes] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., content_type: _Optional[str] = ...) -> None: ...
+    shm_name: str
+    shm_size: int
+    def __init__(self, data: _Optional[bytes] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., content_type: _Optional[str] = ..., shm_name: _Optional[str] = ..., shm_size: _Optional[int] = ...) -> None: ...
 
 class ErrorInfo(_message.Message):
     __slots__ = ("category", "type", "message", "details_json", "traceback")
@@ -281,7 +285,7 @@ class Credit(_message.Message):
     def __init__(self, chunks: _Optional[int] = ...) -> None: ...
 
 class Frame(_message.Message):
-    __slots__ = ("id", "execute", "execute_stream", "result", "chunk", "cancel", "credit", "heartbeat", "heartbeat_reply", "describe", "description", "ping", "pong", "init_session", "session_initialized", "end_session", "session_ended", "error")
+    __slots__ = ("id", "execute", "execute_stream", "result", "chunk", "cancel", "credit", "heartbeat", "heartbeat_reply", "describe", "description", "ping", "pong", "init_session", "session_initialized", "end_session", "session_ended", "error", "call_host_tool", "list_host_tools", "host_tools", "get_variable", "set_variable", "variable", "get_program", "store_program", "program", "telemetry_control", "telemetry_event")
     ID_FIELD_NUMBER: _ClassVar[int]
     EXECUTE_FIELD_NUMBER: _ClassVar[int]
     EXECUTE_STREAM_FIELD_NUMBER: _ClassVar[int]
@@ -300,6 +304,17 @@ class Frame(_message.Message):
     END_SESSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_ENDED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    CALL_HOST_TOOL_FIELD_NUMBER: _ClassVar[int]
+    LIST_HOST_TOOLS_FIELD_NUMBER: _ClassVar[int]
+    HOST_TOOLS_FIELD_NUMBER: _ClassVar[int]
+    GET_VARIABLE_FIELD_NUMBER: _ClassVar[int]
+    SET_VARIABLE_FIELD_NUMBER: _ClassVar[int]
+    VARIABLE_FIELD_NUMBER: _ClassVar[int]
+    GET_PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    STORE_PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    TELEMETRY_CONTROL_FIELD_NUMBER: _ClassVar[int]
+    TELEMETRY_EVENT_FIELD_NUMBER: _ClassVar[int]
     id: int
     execute: ExecuteRequest
     execute_stream: ExecuteRequest
@@ -318,7 +333,18 @@ class Frame(_message.Message):
     end_session: EndSessionRequest
     session_ended: EndSessionResponse
     error: ErrorInfo
-    def __init__(self, id: _Optional[int] = ..., execute: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., execute_stream: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., result: _Optional[_Union[ExecuteResponse, _Mapping]] = ..., chunk: _Optional[_Union[ToolChunk, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., heartbeat_reply: _Optional[_Union[HeartbeatResponse, _Mapping]] = ..., describe: _Optional[_Union[DescribeRequest, _Mapping]] = ..., description: _Optional[_Union[DescribeResponse, _Mapping]] = ..., ping: _Optional[_Union[PingRequest, _Mapping]] = ..., pong: _Optional[_Union[PingResponse, _Mapping]] = ..., init_session: _Optional[_Union[InitSessionRequest, _Mapping]] = ..., session_initialized: _Optional[_Union[InitSessionResponse, _Mapping]] = ..., end_session: _Optional[_Union[EndSessionRequest, _Mapping]] = ..., session_ended: _Optional[_Union[EndSessionResponse, _Mapping]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ...) -> None: ...
+    call_host_tool: CallHostToolRequest
+    list_host_tools: ListHostToolsRequest
+    host_tools: ListHostToolsResponse
+    get_variable: GetVariableRequest
+    set_variable: SetVariableRequest
+    variable: VariableResponse
+    get_program: GetProgramRequest
+    store_program: StoreProgramRequest
+    program: ProgramResponse
+    telemetry_control: TelemetryControl
+    telemetry_event: TelemetryEvent
+    def __init__(self, id: _Optional[int] = ..., execute: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., execute_stream: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., result: _Optional[_Union[ExecuteResponse, _Mapping]] = ..., chunk: _Optional[_Union[ToolChunk, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., heartbeat_reply: _Optional[_Union[HeartbeatResponse, _Mapping]] = ..., describe: _Optional[_Union[DescribeRequest, _Mapping]] = ..., description: _Optional[_Union[DescribeResponse, _Mapping]] = ..., ping: _Optional[_Union[PingRequest, _Mapping]] = ..., pong: _Optional[_Union[PingResponse, _Mapping]] = ..., init_session: _Optional[_Union[InitSessionRequest, _Mapping]] = ..., session_initialized: _Optional[_Union[InitSessionResponse, _Mapping]] = ..., end_session: _Optional[_Union[EndSessionRequest, _Mapping]] = ..., session_ended: _Optional[_Union[EndSessionResponse, _Mapping]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., call_host_tool: _Optional[_Union[CallHostToolRequest, _Mapping]] = ..., list_host_tools: _Optional[_Union[ListHostToolsRequest, _Mapping]] = ..., host_tools: _Optional[_Union[ListHostToolsResponse, _Mapping]] = ..., get_variable: _Optional[_Union[GetVariableRequest, _Mapping]] = ..., set_variable: _Optional[_Union[SetVariableRequest, _Mapping]] = ..., variable: _Optional[_Union[VariableResponse, _Mapping]] = ..., get_program: _Optional[_Union[GetProgramRequest, _Mapping]] = ..., store_program: _Optional[_Union[StoreProgramRequest, _Mapping]] = ..., program: _Optional[_Union[ProgramResponse, _Mapping]] = ..., telemetry_control: _Optional[_Union[TelemetryControl, _Mapping]] = ..., telemetry_event: _Optional[_Union[TelemetryEvent, _Mapping]] = ...) -> None: ...
 
 class CallHostToolRequest(_message.Message):
     __slots__ = ("tool", "args_json", "blobs", "session_id", "correlation_id", "worker_id")

@@ -20,7 +20,7 @@ HERE = Path(__file__).parent
 SHOWCASE = "snakepit_bridge.adapters.showcase:ShowcaseAdapter"
 
 
-def popen(adapter=SHOWCASE, *extra, env=None):
+def popen(adapter=SHOWCASE, *extra, env=None, pass_fds=()):
     """(process, read end of the ready pipe); the caller must reap the process."""
     r, w = os.pipe()
     full_env = dict(os.environ, SNAKEPIT_SECRET=SECRET,
@@ -29,7 +29,7 @@ def popen(adapter=SHOWCASE, *extra, env=None):
     proc = subprocess.Popen(
         [sys.executable, "-m", "snakepit_bridge", "--adapter", adapter, "--ready-fd", str(w),
          "--worker-id", "test-1", "--heartbeat-timeout", "0", *extra],
-        pass_fds=(w,), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        pass_fds=(w, *pass_fds), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=full_env)
     os.close(w)
     return proc, r

@@ -12,10 +12,7 @@ import snakepit
 from snakepit import errors
 
 
-@pytest.fixture(params=["grpc", "pipe"])
-def transport(request):
-    """Everything here runs over both transports (DESIGN §4: the pool does not know which)."""
-    return request.param
+pytestmark = pytest.mark.both_transports
 
 
 async def test_start_ready_stats_and_shutdown_reaps(make_config):

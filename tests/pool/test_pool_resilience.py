@@ -13,10 +13,7 @@ import snakepit
 from snakepit import errors
 
 
-@pytest.fixture(params=["grpc", "pipe"])
-def transport(request):
-    """Everything here runs over both transports (DESIGN §4: the pool does not know which)."""
-    return request.param
+pytestmark = pytest.mark.both_transports
 
 
 async def wait_for(predicate, timeout=15.0):

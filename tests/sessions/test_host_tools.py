@@ -9,10 +9,7 @@ import snakepit
 from snakepit import errors
 
 
-@pytest.fixture(params=["grpc", "pipe"])
-def transport(request):
-    """Everything here runs over both transports (DESIGN §4: the pool does not know which)."""
-    return request.param
+pytestmark = pytest.mark.both_transports
 
 HOSTCALLS = "pool_adapters:HostCallsAdapter"
 

@@ -9,6 +9,8 @@ import trio
 import snakepit
 from snakepit import errors, telemetry
 
+pytestmark = pytest.mark.both_transports
+
 # event -> (measurement keys, metadata keys) that docs/telemetry.md promises
 CATALOG = {
     ("snakepit", "pool", "init_started"): ({"size"}, {"pool"}),
