@@ -41,6 +41,8 @@ class HostContext:
         self.registry = otp.Registry()
         self.host_address = ""
         self.host_services: Any = None   # what workers' calls into the host reach
+        from snakepit_bridge.shm import run_prefix
+        self.shm_prefix = run_prefix(self.run_id)   # names of this run's blob segments
         self.process_registry: Any = None
         from snakepit import telemetry
         self.telemetry = telemetry.hub
@@ -65,7 +67,8 @@ class HostContext:
         if worker.runtime.config.transport == "pipe":
             from snakepit.transport.pipe import PipeTransport
             sock, worker.process.pipe_socket = worker.process.pipe_socket, None
-            return PipeTransport(sock, worker.key, self.host_services)
+            return PipeTransport(sock, worker.key, self.host_services,
+                                 shm_prefix=self.shm_prefix, worker_pid=worker.pid)
         from snakepit.transport.grpc import GrpcTransport
         return GrpcTransport(f"127.0.0.1:{worker.port}", self.secret)
 

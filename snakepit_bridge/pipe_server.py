@@ -14,21 +14,20 @@ import asyncio
 import concurrent.futures
 import itertools
 import logging
+import os
 import socket
-import struct
 import threading
 from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from snakepit_bridge import telemetry
+from snakepit_bridge import frames, shm, telemetry
 from snakepit_bridge.context import HostToolError
+from snakepit_bridge.frames import HEADER, MAX_FRAME
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 log = logging.getLogger("snakepit_bridge.pipe")
 
-HEADER = struct.Struct("<I")
-MAX_FRAME = 256 * 1024 * 1024
 
 # HostService method -> (request kind, reply kind)
 HOST_CALLS = {
@@ -53,17 +52,21 @@ class PipeServer:
         self.writer: asyncio.StreamWriter | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.host = PipeHostClient(self)
+        self.segments = shm.Segments(os.environ.get(shm.PREFIX_ENV, ""), f"w{os.getpid()}")
         self._telemetry: asyncio.Task[Any] | None = None
 
     def attach(self, servicer: Any, dispatcher: Any) -> None:
         self.servicer, self.dispatcher = servicer, dispatcher
 
-    def send(self, frame: pb.Frame) -> None:
-        """Queue one frame (event-loop thread only)."""
-        data = frame.SerializeToString()
+    def send(self, fid: int, kind: str, message: Any) -> None:
+        """Queue ``Frame(id=fid, <kind>=message)`` (event-loop thread only). Large blobs go by
+        shared memory; the host unlinks each segment as it reads it, and sweeps what we leave
+        when we exit."""
         if self.writer is None or self.writer.is_closing():
             raise ConnectionError("the pipe to the host is closed")
-        self.writer.write(HEADER.pack(len(data)) + data)
+        if kind in shm.BLOB_KINDS:
+            self.segments.export(message)
+        self.writer.writelines(frames.encode(fid, kind, message))
 
     async def connect(self) -> asyncio.StreamReader:
         self.loop = asyncio.get_running_loop()
@@ -85,6 +88,17 @@ class PipeServer:
                 except DecodeError as exc:
                     log.error("malformed frame from the host (%s): closing the pipe", exc)
                     return
+                kind = frame.WhichOneof("body")
+                if kind in shm.BLOB_KINDS:
+                    try:
+                        shm.absorb(getattr(frame, kind))
+                    except shm.SegmentError as exc:
+                        error = pb.ErrorInfo(category="host", type="SegmentLost",
+                                             message=str(exc))
+                        if kind not in HOST_REPLIES:   # a request: it fails here and now
+                            self.send(frame.id, "error", error)
+                            continue
+                        frame = pb.Frame(id=frame.id, error=error)
                 self.handle(frame)
         except (asyncio.IncompleteReadError, ConnectionError):
             return   # the host closed its end: it is gone
@@ -104,11 +118,11 @@ class PipeServer:
         if kind in HOST_REPLIES:
             self.host.resolve(fid, kind, frame)
         elif kind == "heartbeat":
-            self.send(pb.Frame(id=fid, heartbeat_reply=s._heartbeat(frame.heartbeat)))
+            self.send(fid, "heartbeat_reply", s._heartbeat(frame.heartbeat))
         elif kind == "ping":
-            self.send(pb.Frame(id=fid, pong=s._ping(frame.ping)))
+            self.send(fid, "pong", s._ping(frame.ping))
         elif kind == "describe":
-            self.send(pb.Frame(id=fid, description=s._describe()))
+            self.send(fid, "description", s._describe())
         elif kind == "execute":
             self._spawn(fid, self._execute(fid, frame.execute))
         elif kind == "execute_stream":
@@ -130,8 +144,8 @@ class PipeServer:
         elif kind == "telemetry_control":
             self._configure_telemetry(frame.telemetry_control)
         else:
-            self.send(pb.Frame(id=fid, error=pb.ErrorInfo(
-                category="internal", type="BadFrame", message=f"unexpected frame {kind!r}")))
+            self.send(fid, "error", pb.ErrorInfo(
+                category="internal", type="BadFrame", message=f"unexpected frame {kind!r}"))
 
     def _spawn(self, fid: int, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -139,7 +153,7 @@ class PipeServer:
         task.add_done_callback(lambda _: self.tasks.pop(fid, None))
 
     async def _execute(self, fid: int, request: pb.ExecuteRequest) -> None:
-        self.send(pb.Frame(id=fid, result=await self.dispatcher.execute(request)))
+        self.send(fid, "result", await self.dispatcher.execute(request))
 
     async def _stream(self, fid: int, request: pb.ExecuteRequest) -> None:
         credit = self.credits[fid]
@@ -150,7 +164,7 @@ class PipeServer:
                     credit[1].clear()
                     await credit[1].wait()
                 credit[0] -= 1
-                self.send(pb.Frame(id=fid, chunk=chunk))
+                self.send(fid, "chunk", chunk)
                 assert self.writer is not None
                 await self.writer.drain()
         finally:
@@ -161,11 +175,11 @@ class PipeServer:
         if init:
             created = await self.dispatcher.init_session(
                 request.session_id, None)
-            self.send(pb.Frame(id=fid, session_initialized=pb.InitSessionResponse(
-                created=created)))
+            self.send(fid, "session_initialized", pb.InitSessionResponse(
+                created=created))
         else:
             existed = await self.dispatcher.end_session(request.session_id)
-            self.send(pb.Frame(id=fid, session_ended=pb.EndSessionResponse(existed=existed)))
+            self.send(fid, "session_ended", pb.EndSessionResponse(existed=existed))
 
     # -- telemetry ---------------------------------------------------------------------------
     def _configure_telemetry(self, control: pb.TelemetryControl) -> None:
@@ -183,7 +197,7 @@ class PipeServer:
             while True:
                 wake.clear()
                 for event in telemetry_messages(self.worker_id):
-                    self.send(pb.Frame(id=0, telemetry_event=event))
+                    self.send(0, "telemetry_event", event)
                 if not telemetry.buffer.events:
                     await wake.wait()
         except ConnectionError:
@@ -244,7 +258,7 @@ class PipeHostClient:
 
     def _send(self, fid: int, kind: str, request: Any) -> None:
         try:
-            self._server.send(pb.Frame(id=fid, **{kind: request}))
+            self._server.send(fid, kind, request)
         except ConnectionError as exc:
             self._settle(fid, exc=HostToolError("host", "HostGone", str(exc)))
 

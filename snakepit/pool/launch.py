@@ -11,6 +11,7 @@ import trio
 from snakepit.adapters.base import LaunchOptions
 from snakepit.config import PoolConfig
 from snakepit.pool.process import WorkerProcess
+from snakepit_bridge import shm
 
 if TYPE_CHECKING:
     from snakepit.application import HostContext
@@ -51,6 +52,8 @@ async def spawn_worker(host: "HostContext", config: PoolConfig, worker: "Worker"
             dependent=hb.dependent, shutdown_grace=config.shutdown_grace)
 
     env = worker_env(config, adapter, options(-1), host.secret)
+    if pipe:
+        env[shm.PREFIX_ENV] = host.shm_prefix
     try:
         process = await WorkerProcess.spawn(
             lambda fd: adapter.command(options(fd)), env=env, cwd=adapter.cwd,

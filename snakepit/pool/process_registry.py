@@ -28,6 +28,8 @@ from typing import Any
 import attrs
 import psutil
 
+from snakepit_bridge import shm
+
 log = logging.getLogger("snakepit.process_registry")
 
 SCHEMA = """
@@ -50,6 +52,7 @@ class SweepReport:
     pruned: int                        # records removed
     dead_runs: list[str]
     dry_run: bool = False
+    segments: list[str] = attrs.field(factory=list)   # shared-memory blobs of dead runs removed
 
 
 def _start_time(pid: int) -> float | None:
@@ -106,6 +109,7 @@ class ProcessRegistry:
     def close(self) -> None:
         with self._lock:
             if self.run_id:
+                shm.sweep(shm.run_prefix(self.run_id) + "-")
                 self._db.execute("DELETE FROM processes WHERE run_id = ?", (self.run_id,))
                 self._db.execute("DELETE FROM runs WHERE run_id = ?", (self.run_id,))
             self._db.close()
@@ -155,8 +159,11 @@ class ProcessRegistry:
             elif entry["pid"] and _start_time(entry["pid"]) is not None:
                 skipped.append(entry)
             pruned += 1
+        segments: list[str] = []
         if not dry_run:
             _kill_groups([v["pid"] for v in victims])
+            for run in dead:
+                segments += shm.sweep(shm.run_prefix(run) + "-")
             with self._lock:
                 for run in dead:
                     self._db.execute("DELETE FROM processes WHERE run_id = ?", (run,))
@@ -166,8 +173,10 @@ class ProcessRegistry:
             log.warning("%s orphaned worker %s (pid %d) of dead run %s",
                         "would kill" if dry_run else "killed", v["worker_id"], v["pid"],
                         v["run_id"])
+        if segments:
+            log.warning("removed %d shared-memory segments of dead runs", len(segments))
         return SweepReport(killed=killed, skipped=skipped, pruned=pruned, dead_runs=dead,
-                           dry_run=dry_run)
+                           dry_run=dry_run, segments=segments)
 
     @staticmethod
     def _matches(entry: dict[str, Any]) -> bool:

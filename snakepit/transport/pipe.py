@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import itertools
 import math
-import struct
+import os
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 import trio
 
 from snakepit.errors import RequestTimeout, TransportError, WorkerCrashed
+from snakepit_bridge import frames, shm
+from snakepit_bridge.frames import HEADER, MAX_FRAME
 from snakepit_bridge.proto import bridge_pb2 as pb
 
-HEADER = struct.Struct("<I")
-MAX_FRAME = 256 * 1024 * 1024
 WINDOW = 64          # stream chunks in flight
 REFILL = WINDOW // 2
 TELEMETRY_BUFFER = 1000
+_transports = itertools.count(1)
 
 # worker -> host request kinds: (handler method, reply kind)
 HOST_REQUESTS = {
@@ -46,8 +47,11 @@ class _Slot:
 
 
 class PipeTransport:
-    def __init__(self, sock: Any, name: str, handler: Any = None) -> None:
+    def __init__(self, sock: Any, name: str, handler: Any = None, *, shm_prefix: str = "",
+                 worker_pid: int | None = None) -> None:
         self.name = name
+        self._shm_prefix, self._worker_pid = shm_prefix, worker_pid
+        self._segments = shm.Segments(shm_prefix, f"h{os.getpid()}.{next(_transports)}")
         self._handler = handler
         self._nursery: trio.Nursery | None = None
         self._telemetry: trio.MemorySendChannel[Any] | None = None
@@ -66,12 +70,15 @@ class PipeTransport:
         nursery.start_soon(self._writer)
 
     # -- carriage ---------------------------------------------------------------------------
-    def _send(self, frame: pb.Frame) -> None:
+    def _send(self, fid: int, kind: str, message: Any) -> list[str]:
+        """Queue ``Frame(id=fid, <kind>=message)``; returns the shared-memory segments its large
+        blobs went into (they leave ``message``: a request is the transport's to consume)."""
         if self._closed:
             raise WorkerCrashed(f"pipe to {self.name} is closed ({self._error or 'closed'})")
-        data = frame.SerializeToString()
-        self._out.append(HEADER.pack(len(data)) + data)
+        names = self._segments.export(message) if kind in shm.BLOB_KINDS else []
+        self._out += frames.encode(fid, kind, message)
         self._wake.set()
+        return names
 
     async def _writer(self) -> None:
         try:
@@ -98,9 +105,12 @@ class PipeTransport:
                         raise TransportError(f"{self.name} sent a {size}-byte frame")
                     if len(buf) < HEADER.size + size:
                         break
-                    frame = pb.Frame.FromString(bytes(buf[HEADER.size:HEADER.size + size]))
+                    with memoryview(buf) as view:
+                        frame = pb.Frame.FromString(view[HEADER.size:HEADER.size + size])
                     del buf[:HEADER.size + size]
-                    self._route(frame)
+                    frame = self._absorb(frame)
+                    if frame is not None:
+                        self._route(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception as exc:  # a malformed frame: the worker is not speaking the protocol
@@ -110,7 +120,7 @@ class PipeTransport:
 
     def _route(self, frame: pb.Frame) -> None:
         kind = frame.WhichOneof("body")
-        if kind == "chunk":
+        if kind == "chunk" or (kind == "error" and frame.id in self._streams):
             channel = self._streams.get(frame.id)
             if channel is not None:
                 try:
@@ -145,37 +155,57 @@ class PipeTransport:
             channel.close()
         self._wake.set()
 
+    def _absorb(self, frame: pb.Frame) -> pb.Frame | None:
+        """Blobs that came through shared memory, back inline. A lost segment fails a worker's
+        call into the host at once (None) and turns a reply into an error for its caller."""
+        kind = frame.WhichOneof("body")
+        if kind not in shm.BLOB_KINDS:
+            return frame
+        try:
+            shm.absorb(getattr(frame, kind))
+        except shm.SegmentError as exc:
+            error = pb.ErrorInfo(category="worker", type="SegmentLost", message=str(exc))
+            if kind in HOST_REQUESTS:
+                self._send(frame.id, "error", error)
+                return None
+            return pb.Frame(id=frame.id, error=error)
+        return frame
+
     async def _answer(self, frame: pb.Frame, kind: str) -> None:
         """A worker's call into the host: the handler's reply, under the request's id."""
         method, reply_kind = HOST_REQUESTS[kind]
         if self._handler is None:
-            reply = pb.Frame(id=frame.id, error=pb.ErrorInfo(
-                category="host", type="NoHost", message="this pool has no host services"))
+            reply_kind, answer = "error", pb.ErrorInfo(
+                category="host", type="NoHost", message="this pool has no host services")
         else:
             try:
                 answer = await getattr(self._handler, method)(getattr(frame, kind))
-                reply = pb.Frame(id=frame.id, **{reply_kind: answer})
             except Exception as exc:  # the handler answers errors itself; this is a bug
-                reply = pb.Frame(id=frame.id, error=pb.ErrorInfo(
-                    category="host", type=type(exc).__name__, message=str(exc)))
+                reply_kind, answer = "error", pb.ErrorInfo(
+                    category="host", type=type(exc).__name__, message=str(exc))
         if not self._closed:
-            self._send(reply)
+            self._send(frame.id, reply_kind, answer)
 
     # -- calls ------------------------------------------------------------------------------
-    async def _call(self, what: str, timeout: float | None = None, **body: Any) -> pb.Frame:
+    async def _call(self, what: str, timeout: float | None, kind: str, message: Any
+                    ) -> pb.Frame:
         fid = next(self._ids)
         slot = self._slots[fid] = _Slot()
+        names: list[str] = []
         try:
-            self._send(pb.Frame(id=fid, **body))
+            names = self._send(fid, kind, message)
             with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
                 await slot.event.wait()
         except BaseException:
             if self._slots.pop(fid, None) is not None and not self._closed:
-                self._send(pb.Frame(id=fid, cancel=pb.Cancel()))
+                self._send(fid, "cancel", pb.Cancel())
             raise
+        finally:
+            for name in names:   # read and unlinked by the worker, unless it never got there
+                shm.unlink(name)
         if scope.cancelled_caught:
             self._slots.pop(fid, None)
-            self._send(pb.Frame(id=fid, cancel=pb.Cancel()))
+            self._send(fid, "cancel", pb.Cancel())
             raise RequestTimeout(f"{what} to {self.name} exceeded its deadline")
         if slot.frame is None:
             raise WorkerCrashed(f"{what} to {self.name} failed: {self._error}")
@@ -184,25 +214,26 @@ class PipeTransport:
         return slot.frame
 
     async def ping(self) -> Any:
-        return (await self._call("Ping", 10.0, ping=pb.PingRequest(message="ping"))).pong
+        return (await self._call("Ping", 10.0, "ping", pb.PingRequest(message="ping"))).pong
 
     async def heartbeat(self, seq: int) -> Any:
-        return (await self._call("Heartbeat", heartbeat=pb.HeartbeatRequest(seq=seq))
+        return (await self._call("Heartbeat", None, "heartbeat", pb.HeartbeatRequest(seq=seq))
                 ).heartbeat_reply
 
     async def describe(self) -> Any:
-        return (await self._call("Describe", 30.0, describe=pb.DescribeRequest())).description
+        return (await self._call("Describe", 30.0, "describe", pb.DescribeRequest())
+                ).description
 
     async def execute(self, request: Any, *, timeout: float | None = None) -> Any:
         return (await self._call("Execute", None if timeout is None else timeout + 5.0,
-                                 execute=request)).result
+                                 "execute", request)).result
 
     async def init_session(self, session_id: str, metadata_json: bytes = b"") -> Any:
-        return (await self._call("InitSession", 30.0, init_session=pb.InitSessionRequest(
+        return (await self._call("InitSession", 30.0, "init_session", pb.InitSessionRequest(
             session_id=session_id, metadata_json=metadata_json))).session_initialized
 
     async def end_session(self, session_id: str) -> Any:
-        return (await self._call("EndSession", 30.0, end_session=pb.EndSessionRequest(
+        return (await self._call("EndSession", 30.0, "end_session", pb.EndSessionRequest(
             session_id=session_id))).session_ended
 
     @asynccontextmanager
@@ -210,14 +241,17 @@ class PipeTransport:
         fid = next(self._ids)
         send, recv = trio.open_memory_channel[Any](WINDOW)
         self._streams[fid] = send
+        names: list[str] = []
         try:
-            self._send(pb.Frame(id=fid, execute_stream=request))
-            self._send(pb.Frame(id=fid, credit=pb.Credit(chunks=WINDOW)))
+            names = self._send(fid, "execute_stream", request)
+            self._send(fid, "credit", pb.Credit(chunks=WINDOW))
             yield _Chunks(self, fid, recv)
         finally:
+            for name in names:
+                shm.unlink(name)
             self._streams.pop(fid, None)
             if not self._closed:
-                self._send(pb.Frame(id=fid, cancel=pb.Cancel()))
+                self._send(fid, "cancel", pb.Cancel())
             send.close()
 
     @asynccontextmanager
@@ -237,6 +271,11 @@ class PipeTransport:
     async def aclose(self) -> None:
         self._fail("closed by the host")
         await self._stream.aclose()
+        # Segments nobody will read now: the worker's (it has exited) and ours to it.
+        if self._shm_prefix:
+            if self._worker_pid is not None:
+                shm.sweep(f"{self._shm_prefix}-w{self._worker_pid}-")
+            shm.sweep(self._segments.prefix)
 
 
 class _Chunks:
@@ -256,9 +295,11 @@ class _Chunks:
                 raise WorkerCrashed(f"stream from {self._t.name} broke: {self._t._error}") \
                     from None
             raise StopAsyncIteration from None
+        if frame.WhichOneof("body") == "error":
+            raise TransportError(f"stream from {self._t.name}: {frame.error.message}")
         self._taken += 1
         if self._taken >= REFILL and not frame.chunk.is_final:
-            self._t._send(pb.Frame(id=self._fid, credit=pb.Credit(chunks=self._taken)))
+            self._t._send(self._fid, "credit", pb.Credit(chunks=self._taken))
             self._taken = 0
         return frame.chunk
 
@@ -271,4 +312,4 @@ class PipeTelemetry:
 
     def send(self, control: Any) -> None:
         if not self._t._closed:
-            self._t._send(pb.Frame(id=0, telemetry_control=control))
+            self._t._send(0, "telemetry_control", control)

@@ -1,0 +1,40 @@
+"""Pipe-transport framing, shared by host and worker: a 4-byte little-endian length, then a
+serialized ``Frame``.
+
+``encode`` writes a Frame's bytes directly from the body message (field ``id`` and the one
+``body`` field) instead of building a Frame: constructing ``Frame(execute=request)`` copies the
+whole request (13 ms for an 8 MB blob in protobuf 5's upb, measured), serializing the body
+alone costs what serializing the Frame would.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from snakepit_bridge.proto import bridge_pb2 as pb
+
+HEADER = struct.Struct("<I")
+MAX_FRAME = 256 * 1024 * 1024
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# the key of each length-delimited body field: (field number << 3) | wire type 2
+_TAGS = {f.name: _varint(f.number << 3 | 2) for f in pb.Frame.DESCRIPTOR.fields
+         if f.name != "id"}
+
+
+def encode(fid: int, kind: str, message: Any) -> list[bytes]:
+    """The length-prefixed frame ``Frame(id=fid, <kind>=message)`` as pieces to write in order
+    (the body is not copied into a bigger buffer here)."""
+    body = message.SerializeToString()
+    head = (b"\x08" + _varint(fid) if fid else b"") + _TAGS[kind] + _varint(len(body))
+    return [HEADER.pack(len(head) + len(body)) + head, body]

@@ -1,0 +1,150 @@
+"""Large blobs over shared memory for the pipe transport (host and worker use this module).
+
+A blob of at least ``THRESHOLD`` bytes in an outgoing frame is written to a file in
+``/dev/shm`` (tmpfs: memory, not disk) and the frame carries only its name and size
+(``Blob.shm_name``/``shm_size``); the receiver reads it and unlinks it at once. Names are
+``<prefix>-<side>-<n>`` where the prefix is ``snakepit-<run id>`` — so every segment a run
+creates is recognisable, and one left behind by a crash is removed: by the host when the
+worker that made it exits (``sweep(prefix + "-w<pid>-")``), by the sender when its request
+ends, and by the next start's orphan sweep for a host that died (``sweep(prefix + "-")``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any
+
+THRESHOLD = 1 << 20
+# Frame kinds whose message has a ``blobs`` map
+BLOB_KINDS = frozenset({"execute", "execute_stream", "result", "chunk", "call_host_tool",
+                        "set_variable", "variable"})
+SHM_DIR = "/dev/shm"
+PREFIX_ENV = "SNAKEPIT_SHM_PREFIX"
+
+
+def run_prefix(run_id: str) -> str:
+    """The prefix of every segment one host run (and its workers) creates."""
+    return f"snakepit-{run_id}"
+
+
+def available() -> bool:
+    return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)
+
+
+class SegmentError(Exception):
+    """A segment named in a frame could not be read (its sender or request went away)."""
+
+
+_numbers = itertools.count(1)
+
+
+class Segments:
+    """Creates segments for one side of one pipe: ``<prefix>-<side>-<n>``."""
+
+    def __init__(self, prefix: str, side: str) -> None:
+        self.prefix = f"{prefix}-{side}-"
+        self.enabled = bool(prefix) and available()
+
+    def export(self, message: Any) -> list[str]:
+        """Move the message's large blobs into new segments; returns their names."""
+        blobs = getattr(message, "blobs", None)
+        if not self.enabled or not blobs:
+            return []
+        names: list[str] = []
+        try:
+            for blob in blobs.values():
+                if len(blob.data) < THRESHOLD:
+                    continue
+                name = f"{self.prefix}{next(_numbers)}"
+                _write(name, blob.data)
+                names.append(name)
+                blob.shm_size = len(blob.data)
+                blob.shm_name = name
+                blob.data = b""
+        except OSError:   # /dev/shm full or gone: what was moved stays, the rest goes inline
+            pass
+        return names
+
+
+def absorb(message: Any) -> None:
+    """Bring the message's segment-held blobs back inline, unlinking each segment."""
+    blobs = getattr(message, "blobs", None)
+    if not blobs:
+        return
+    error: str | None = None
+    for blob in blobs.values():
+        if not blob.shm_name:
+            continue
+        name, size = blob.shm_name, blob.shm_size
+        blob.shm_name, blob.shm_size = "", 0
+        try:
+            blob.data = _read(name, size)
+        except OSError as exc:
+            error = error or f"shared-memory segment {name}: {exc.strerror or exc}"
+        finally:
+            unlink(name)
+    if error:
+        raise SegmentError(error)
+
+
+def has_segments(message: Any) -> bool:
+    blobs = getattr(message, "blobs", None)
+    return bool(blobs) and any(b.shm_name for b in blobs.values())
+
+
+def _path(name: str) -> str:
+    if "/" in name or not name.startswith("snakepit-"):
+        raise OSError(f"not a snakepit segment name: {name!r}")
+    return os.path.join(SHM_DIR, name)
+
+
+def _write(name: str, data: bytes) -> None:
+    fd = os.open(_path(name), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        unlink(name)
+        raise
+    os.close(fd)
+
+
+def _read(name: str, size: int) -> bytes:
+    fd = os.open(_path(name), os.O_RDONLY)
+    try:
+        data = os.read(fd, size)
+        if len(data) != size:
+            chunks = [data]
+            got = len(data)
+            while got < size:
+                more = os.read(fd, size - got)
+                if not more:
+                    raise OSError(f"segment is {got} bytes, expected {size}")
+                chunks.append(more)
+                got += len(more)
+            data = b"".join(chunks)
+        return data
+    finally:
+        os.close(fd)
+
+
+def unlink(name: str) -> None:
+    try:
+        os.unlink(_path(name))
+    except OSError:
+        pass
+
+
+def sweep(prefix: str) -> list[str]:
+    """Remove every segment whose name starts with ``prefix``; returns the names removed."""
+    if not prefix.startswith("snakepit-") or not os.path.isdir(SHM_DIR):
+        return []
+    removed = []
+    for name in os.listdir(SHM_DIR):
+        if name.startswith(prefix):
+            unlink(name)
+            removed.append(name)
+    return removed
