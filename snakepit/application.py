@@ -57,11 +57,16 @@ class HostContext:
 
     def make_runtime(self, config: PoolConfig) -> PoolRuntime:
         return PoolRuntime(config, spawn=functools.partial(self.spawn, config),
-                           connect=self.connect, emit=self.emit)
+                           connect=self.connect, emit=self.emit,
+                           start_zygote=self.start_zygote)
 
     async def spawn(self, config: PoolConfig, worker: Worker, nursery: trio.Nursery) -> Any:
         from snakepit.pool.launch import spawn_worker
         return await spawn_worker(self, config, worker, nursery)
+
+    async def start_zygote(self, runtime: PoolRuntime, nursery: trio.Nursery) -> Any:
+        from snakepit.pool.launch import start_zygote
+        return await start_zygote(self, runtime, nursery)
 
     def connect(self, worker: Worker) -> Any:
         if worker.runtime.config.transport == "pipe":

@@ -142,6 +142,7 @@ class PoolConfig:
     heartbeat: HeartbeatConfig = attrs.field(factory=HeartbeatConfig)
     required: bool = attrs.field(default=True)
     transport: str = attrs.field(default="grpc", validator=_choice("PoolConfig", "grpc", "pipe"))
+    preload: bool = attrs.field(default=False)
 
     def __attrs_post_init__(self) -> None:
         if self.python is not None and (not isinstance(self.python, str) or not self.python):
@@ -164,6 +165,13 @@ class PoolConfig:
             raise _fail("PoolConfig", "transport", self.transport,
                         f"'grpc' for {type(self.adapter).__name__} (only Python workers "
                         f"speak the pipe transport)")
+        if not isinstance(self.preload, bool):
+            raise _fail("PoolConfig", "preload", self.preload, "True or False")
+        if self.preload and not isinstance(self.adapter, str) and \
+                not getattr(self.adapter, "supports_preload", False):
+            raise _fail("PoolConfig", "preload", self.preload,
+                        f"False for {type(self.adapter).__name__} (only Python workers are "
+                        f"forked from a zygote)")
         if self.heartbeat.timeout < self.heartbeat.interval:
             raise _fail("HeartbeatConfig", "timeout", self.heartbeat.timeout,
                         f"a number of seconds >= interval ({self.heartbeat.interval})")

@@ -246,7 +246,12 @@ class PipeHostClient:
             if self._closed:
                 raise HostToolError("host", "HostGone", self._closed)
             self._pending[fid] = (reply, future)
-        loop.call_soon_threadsafe(self._send, fid, kind, request)
+        try:
+            loop.call_soon_threadsafe(self._send, fid, kind, request)
+        except RuntimeError:   # the loop has finished: the worker is stopping
+            with self._lock:
+                self._pending.pop(fid, None)
+            raise HostToolError("host", "HostGone", "the worker is stopping") from None
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:

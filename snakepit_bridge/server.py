@@ -218,8 +218,11 @@ class Lifetime:
                     pass
             except OSError:
                 pass
-            loop.call_soon_threadsafe(self.request_stop, EXIT_HOST_LOST, 0.5,
-                                      "stdin closed: the host is gone")
+            try:
+                loop.call_soon_threadsafe(self.request_stop, EXIT_HOST_LOST, 0.5,
+                                          "stdin closed: the host is gone")
+            except RuntimeError:
+                pass   # the loop has finished: the worker is exiting anyway
         threading.Thread(target=reader, name="snakepit-stdin", daemon=True).start()
 
     async def watchdog(self, host: HostClient | None) -> None:

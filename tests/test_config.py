@@ -5,6 +5,7 @@ import os
 import pytest
 
 import snakepit
+import snakepit.adapters
 from snakepit import ConfigError
 
 
@@ -14,8 +15,8 @@ def test_defaults_match_design():
         ("default", "process", 1, 1000)
     assert (p.queue_timeout, p.request_timeout, p.stream_timeout, p.startup_timeout) == \
         (10.0, 300.0, 900.0, 30.0)
-    assert (p.startup_batch_size, p.affinity, p.shutdown_grace, p.transport) == \
-        (8, "hint", 6.0, "grpc")
+    assert (p.startup_batch_size, p.affinity, p.shutdown_grace, p.transport, p.preload) == \
+        (8, "hint", 6.0, "grpc", False)
     assert p.size == 2 * (os.cpu_count() or 1) and p.required is True
     assert p.heartbeat == snakepit.HeartbeatConfig(interval=2.0, timeout=10.0, max_missed=3,
                                                    dependent=True)
@@ -40,6 +41,8 @@ def test_defaults_match_design():
     ({"threads_per_worker": 4}, "threads_per_worker"), ({"transport": "carrier-pigeon"},
                                                         "transport"),
     ({"python": ""}, "python"), ({"required": "yes"}, "required"),
+    ({"preload": "yes"}, "preload"),
+    ({"preload": True, "adapter": snakepit.adapters.CommandAdapter(argv=["./w"])}, "preload"),
 ])
 def test_bad_pool_values_name_the_field(kw, field):
     with pytest.raises(ConfigError) as info:

@@ -23,6 +23,7 @@ class PythonAdapter(Adapter):
     adapter_args: tuple[str, ...] = attrs.field(default=(), converter=_strs)
     capacity: int | None = None
     supports_pipe = True
+    supports_preload = True
 
     def __attrs_post_init__(self) -> None:
         from snakepit.config import _ADAPTER_RE

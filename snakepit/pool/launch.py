@@ -10,11 +10,14 @@ import trio
 
 from snakepit.adapters.base import LaunchOptions
 from snakepit.config import PoolConfig
+from snakepit.errors import WorkerStartError
 from snakepit.pool.process import WorkerProcess
+from snakepit.pool.zygote import Zygote
 from snakepit_bridge import shm
 
 if TYPE_CHECKING:
     from snakepit.application import HostContext
+    from snakepit.pool.runtime import PoolRuntime
     from snakepit.pool.worker import Worker
 
 THREAD_LIMIT_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
@@ -35,21 +38,29 @@ def worker_env(config: PoolConfig, adapter: Any, opts: LaunchOptions, secret: st
     return env
 
 
-async def spawn_worker(host: "HostContext", config: PoolConfig, worker: "Worker",
-                       nursery: trio.Nursery) -> WorkerProcess:
-    adapter = worker.runtime.adapter
+def _options(host: "HostContext", config: PoolConfig, worker_id: str, capacity: int,
+             ready_fd: int, pipe_fd: int | None) -> LaunchOptions:
     hb = config.heartbeat
     level = host.config.log_level
+    return LaunchOptions(
+        pipe_fd=pipe_fd, worker_id=worker_id, host_address=host.host_address, ready_fd=ready_fd,
+        max_concurrency=capacity, log_level="error" if level == "none" else level,
+        heartbeat_interval=hb.interval, heartbeat_timeout=hb.timeout, dependent=hb.dependent,
+        shutdown_grace=config.shutdown_grace)
 
+
+async def spawn_worker(host: "HostContext", config: PoolConfig, worker: "Worker",
+                       nursery: trio.Nursery) -> WorkerProcess:
+    runtime = worker.runtime
+    adapter = runtime.adapter
+    zygote = runtime.zygote if config.preload else None
+    if config.preload and zygote is None:
+        raise WorkerStartError(f"worker {worker.id}: the pool's zygote is not running")
     pipe = socket.socketpair() if config.transport == "pipe" else None
     child_fd = pipe[1].fileno() if pipe else None
 
     def options(fd: int) -> LaunchOptions:
-        return LaunchOptions(pipe_fd=child_fd,
-            worker_id=worker.id, host_address=host.host_address, ready_fd=fd,
-            max_concurrency=worker.capacity, log_level="error" if level == "none" else level,
-            heartbeat_interval=hb.interval, heartbeat_timeout=hb.timeout,
-            dependent=hb.dependent, shutdown_grace=config.shutdown_grace)
+        return _options(host, config, worker.id, worker.capacity, fd, child_fd)
 
     env = worker_env(config, adapter, options(-1), host.secret)
     if pipe:
@@ -58,7 +69,7 @@ async def spawn_worker(host: "HostContext", config: PoolConfig, worker: "Worker"
         process = await WorkerProcess.spawn(
             lambda fd: adapter.command(options(fd)), env=env, cwd=adapter.cwd,
             worker_id=worker.id, nursery=nursery, registry=host.process_registry,
-            extra_fds=(child_fd,) if child_fd is not None else ())
+            extra_fds=(child_fd,) if child_fd is not None else (), zygote=zygote)
     except BaseException:
         if pipe:
             pipe[0].close()
@@ -69,3 +80,35 @@ async def spawn_worker(host: "HostContext", config: PoolConfig, worker: "Worker"
     if pipe:
         process.pipe_socket = pipe[0]
     return process
+
+
+async def start_zygote(host: "HostContext", runtime: "PoolRuntime", nursery: trio.Nursery
+                       ) -> Zygote:
+    """Start the pool's zygote (``preload=True``) and wait until it has imported everything."""
+    config, adapter = runtime.config, runtime.adapter
+    control, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    zygote_id = f"{config.name}-zygote"
+
+    def argv_for(fd: int) -> list[str]:
+        return [adapter.interpreter, "-m", "snakepit_bridge.zygote", "--adapter", adapter.spec,
+                "--control-fd", str(child.fileno()), "--ready-fd", str(fd)]
+
+    env = worker_env(config, adapter, _options(host, config, zygote_id, 1, -1, None), "")
+    del env["SNAKEPIT_SECRET"]   # each fork gets it with its own environment
+    try:
+        process = await WorkerProcess.spawn(
+            argv_for, env=env, cwd=adapter.cwd, worker_id=zygote_id, nursery=nursery,
+            registry=host.process_registry, extra_fds=(child.fileno(),))
+    except BaseException:
+        control.close()
+        raise
+    finally:
+        child.close()
+    try:
+        await process.wait_ready(config.startup_timeout)
+    except BaseException:
+        control.close()
+        with trio.CancelScope(shield=True):
+            await process.terminate(1.0)
+        raise
+    return Zygote(process, control, process.argv)

@@ -45,7 +45,7 @@ class Ready:
 
 
 class WorkerProcess:
-    def __init__(self, proc: trio.Process, ready_stream: trio.lowlevel.FdStream,
+    def __init__(self, proc: Any, ready_stream: trio.lowlevel.FdStream,
                  worker_id: str, registry: Any, record: Any) -> None:
         self.proc = proc
         self.pid = proc.pid
@@ -59,25 +59,35 @@ class WorkerProcess:
         self._pump_scopes: list[trio.CancelScope] = []
         self._reaped = False
         self.pipe_socket: Any = None   # the host's end of the pipe transport, if any
+        self.argv: list[str] = []
 
     @classmethod
     async def spawn(cls, argv_for: Callable[[int], list[str]], *, env: dict[str, str],
                     cwd: str | None, worker_id: str, nursery: trio.Nursery,
-                    registry: Any = None, extra_fds: tuple[int, ...] = ()
-                    ) -> "WorkerProcess":
+                    registry: Any = None, extra_fds: tuple[int, ...] = (),
+                    zygote: Any = None) -> "WorkerProcess":
         """Start the process; ``argv_for(fd)`` is its command line, given the number of the
-        fd the child inherits for its readiness line."""
+        fd the child inherits for its readiness line. With a ``zygote``
+        (:mod:`snakepit.pool.zygote`) the process is forked by it instead of spawned."""
         read_fd, write_fd = os.pipe()
         argv = argv_for(write_fd)
-        record = registry.reserve(worker_id, argv) if registry is not None else None
+        # The registry keeps what ps will show: a forked worker keeps its zygote's cmdline.
+        record = registry.reserve(worker_id, zygote.argv if zygote else argv) \
+            if registry is not None else None
         try:
-            proc = await trio.lowlevel.open_process(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                pass_fds=(write_fd, *extra_fds), start_new_session=True, env=env, cwd=cwd)
-        except OSError as exc:
+            if zygote is not None:
+                proc: Any = await zygote.fork(argv, env=env, cwd=cwd, worker_id=worker_id,
+                                              pass_fds=(write_fd, *extra_fds))
+            else:
+                proc = await trio.lowlevel.open_process(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    pass_fds=(write_fd, *extra_fds), start_new_session=True, env=env, cwd=cwd)
+        except BaseException as exc:
             os.close(read_fd)
             if registry is not None:
                 registry.remove(record)
+            if not isinstance(exc, OSError):
+                raise
             what = "executable not found" if isinstance(exc, FileNotFoundError) else str(exc)
             raise WorkerStartError(
                 f"worker {worker_id} cannot start: {argv[0]!r}: {what}",
@@ -87,6 +97,7 @@ class WorkerProcess:
         if registry is not None:
             registry.record(record, proc.pid)
         self = cls(proc, trio.lowlevel.FdStream(read_fd), worker_id, registry, record)
+        self.argv = argv
         for stream, is_err in ((proc.stdout, False), (proc.stderr, True)):
             self._pumps += 1
             nursery.start_soon(self._pump, stream, is_err, name=f"{worker_id} output")

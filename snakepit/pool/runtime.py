@@ -27,7 +27,9 @@ Emit = Callable[[tuple[str, ...], dict[str, Any], dict[str, Any]], None]
 
 class PoolRuntime:
     def __init__(self, config: PoolConfig, *, spawn: Callable[[Worker, trio.Nursery], Any],
-                 connect: Callable[[Worker], Any], emit: Emit | None = None) -> None:
+                 connect: Callable[[Worker], Any], emit: Emit | None = None,
+                 start_zygote: Callable[["PoolRuntime", trio.Nursery], Any] | None = None
+                 ) -> None:
         self.config = config
         self.name = config.name
         self.adapter = config.resolved_adapter()
@@ -35,6 +37,8 @@ class PoolRuntime:
         self._spawn = spawn
         self._connect = connect
         self._emit = emit
+        self._start_zygote = start_zygote
+        self.zygote: Any = None     # preload=True: the running Zygote workers are forked from
         self.startup_limiter = trio.CapacityLimiter(config.startup_batch_size)
         self.dispatcher: Dispatcher | None = None
         self.slots: dict[str, Slot] = {}
@@ -58,6 +62,11 @@ class PoolRuntime:
 
     def connect(self, worker: Worker) -> Any:
         return self._connect(worker)
+
+    async def start_zygote(self, nursery: trio.Nursery) -> Any:
+        if self._start_zygote is None:
+            raise SnakepitError(f"pool {self.name!r}: no way to start a zygote here")
+        return await self._start_zygote(self, nursery)
 
     # -- slots and workers ------------------------------------------------------------------
     def add_slot(self, slot_id: str) -> Slot:

@@ -1,6 +1,7 @@
 """The subtree of one pool (DESIGN.md §1):
 
     PoolSupervisor[name]        rest_for_one
+    ├── Zygote                  only with preload=True: the process workers are forked from
     ├── WorkerSupervisor        dynamic: one WorkerStarter per slot <name>-1 .. <name>-<size>
     ├── Pool                    the dispatcher; registered as ("pool", name)
     └── LifecycleManager        recycling by TTL / memory
@@ -19,6 +20,7 @@ import trio
 
 from snakepit import otp
 from snakepit.config import PoolConfig
+from snakepit.errors import WorkerCrashed
 from snakepit.pool.dispatcher import Dispatcher
 from snakepit.pool.lifecycle import lifecycle_manager
 from snakepit.pool.pool import Pool
@@ -51,6 +53,32 @@ async def worker_supervisor(runtime: PoolRuntime, *,
         raise otp.unwrap_group(group) from None
 
 
+async def zygote_child(runtime: PoolRuntime, *,
+                       task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    """Runs the pool's zygote; its exit is this child's crash (its workers restart with it)."""
+    try:
+        await _run_zygote(runtime, task_status)
+    except BaseExceptionGroup as group:
+        raise otp.unwrap_group(group) from None
+
+
+async def _run_zygote(runtime: PoolRuntime, task_status: trio.TaskStatus[Any]) -> None:
+    async with trio.open_nursery() as nursery:
+        zygote = await runtime.start_zygote(nursery)
+        nursery.start_soon(zygote.run)
+        try:
+            runtime.zygote = zygote
+            task_status.started(zygote)
+            code = await zygote.process.wait()
+            raise WorkerCrashed(f"the zygote of pool {runtime.name!r} exited with code {code}",
+                                details={"pool": runtime.name, "exit_code": code})
+        finally:
+            runtime.zygote = None
+            with trio.CancelScope(shield=True):
+                await zygote.aclose(runtime.config.shutdown_grace)
+            nursery.cancel_scope.cancel()
+
+
 async def dispatcher_child(runtime: PoolRuntime, registry: otp.Registry, *,
                            task_status: trio.TaskStatus[Pool] = trio.TASK_STATUS_IGNORED
                            ) -> None:
@@ -72,7 +100,10 @@ async def pool_supervisor(config: PoolConfig, registry: otp.Registry,
                           task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
                           ) -> None:
     runtime = make_runtime(config)
+    zygote = [otp.ChildSpec(id="zygote", start=functools.partial(zygote_child, runtime))] \
+        if config.preload else []
     sup = otp.Supervisor([
+        *zygote,
         otp.ChildSpec(id="workers", start=functools.partial(worker_supervisor, runtime),
                       type="supervisor", shutdown=otp.INFINITY),
         otp.ChildSpec(id="dispatcher",

@@ -9,6 +9,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 import snakepit
 from snakepit.pool.process_registry import ProcessRegistry
@@ -16,7 +17,8 @@ from snakepit.pool.process_registry import ProcessRegistry
 HOST_SCRIPT = """
 import json, sys, trio, snakepit
 cfg = snakepit.Config(state_dir=sys.argv[1], pools=[snakepit.PoolConfig(
-    name="default", size=2, adapter="snakepit_bridge.adapters.showcase:ShowcaseAdapter")])
+    name="default", size=2, adapter="snakepit_bridge.adapters.showcase:ShowcaseAdapter",
+    preload=sys.argv[2] == "preload")])
 async def main():
     async with snakepit.start(cfg) as app:
         print(json.dumps([w["pid"] for w in app.workers()]), flush=True)
@@ -52,9 +54,10 @@ def _fake_dead_run(db_path, entries):
     db.close()
 
 
-async def test_sweep_after_host_kill_9(tmp_path, make_config):
+@pytest.mark.parametrize("start", ["spawn", "preload"])   # forked workers are swept too
+async def test_sweep_after_host_kill_9(tmp_path, make_config, start):
     state = tmp_path / "state"
-    host = subprocess.Popen([sys.executable, "-c", HOST_SCRIPT, str(state)],
+    host = subprocess.Popen([sys.executable, "-c", HOST_SCRIPT, str(state), start],
                             stdout=subprocess.PIPE)
     bystander = subprocess.Popen(["sleep", "600"])
     pids = []

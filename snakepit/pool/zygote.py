@@ -1,0 +1,167 @@
+"""The host's side of a pool's zygote (``PoolConfig(preload=True)``; the zygote process is
+``snakepit_bridge/zygote.py``).
+
+The zygote is started like a worker (its own process group, registry record, readiness line,
+output forwarded, stdin EOF = host gone) and sits first in the pool's ``rest_for_one`` tree,
+so if it dies its workers are restarted with it. ``fork`` hands it a worker's command line,
+environment and fds and returns a :class:`ForkedProcess`: the part of ``trio.Process`` a
+:class:`~snakepit.pool.process.WorkerProcess` uses, with the exit code the zygote reports.
+"""
+
+from __future__ import annotations
+
+import array
+import itertools
+import json
+import logging
+import os
+import socket
+from typing import Any
+
+import psutil
+import trio
+
+from snakepit.errors import WorkerStartError
+
+log = logging.getLogger("snakepit.pool.zygote")
+
+WORKER_MODULE = ["-m", "snakepit_bridge"]
+REMAPPED_FLAGS = ("--ready-fd", "--pipe-fd")
+
+
+class ForkedProcess:
+    """A worker forked by the zygote: pid, stdio streams, and ``wait()``."""
+
+    def __init__(self, pid: int, stdin: Any, stdout: Any, stderr: Any, zygote: "Zygote"
+                 ) -> None:
+        self.pid = pid
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.returncode: int | None = None
+        self._zygote = zygote
+        self._exited = trio.Event()
+
+    def _set_exit(self, code: int | None) -> None:
+        if not self._exited.is_set():
+            self.returncode = code
+            self._exited.set()
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        if self.returncode is None:
+            # The zygote died before reporting: the process was re-parented; wait for it to go.
+            while _running(self.pid):
+                await trio.sleep(0.05)
+            self.returncode = -1
+        return self.returncode
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class Zygote:
+    def __init__(self, process: Any, control: socket.socket, argv: list[str]) -> None:
+        self.process = process           # the zygote's WorkerProcess
+        self.argv = argv                 # its command line (also what its forks show in ps)
+        self._control = trio.socket.from_stdlib_socket(control)
+        self._ids = itertools.count(1)
+        self._replies: dict[int, tuple[trio.Event, list[dict[str, Any]]]] = {}
+        self._children: dict[int, ForkedProcess] = {}
+        self._early_exits: dict[int, int] = {}
+        self._closed = False
+        self._lock = trio.Lock()
+
+    async def run(self) -> None:
+        """Read the zygote's messages until it goes away; then nothing it forked is waited on."""
+        try:
+            while True:
+                data = await self._control.recv(1 << 16)
+                if not data:
+                    break
+                self._dispatch(json.loads(data))
+        except (OSError, trio.ClosedResourceError) as exc:
+            log.debug("zygote control socket: %r", exc)
+        finally:
+            self._closed = True
+            for event, _ in self._replies.values():
+                event.set()
+            for child in self._children.values():
+                child._set_exit(None)
+            self._control.close()
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if "exit" in message:
+            child = self._children.pop(message["exit"], None)
+            if child is None:
+                self._early_exits[message["exit"]] = message["code"]
+            else:
+                child._set_exit(int(message["code"]))
+            return
+        entry = self._replies.pop(message.get("id"), None)
+        if entry is not None:
+            entry[1].append(message)
+            entry[0].set()
+
+    async def fork(self, argv: list[str], *, env: dict[str, str], cwd: str | None,
+                   worker_id: str, pass_fds: tuple[int, ...]) -> ForkedProcess:
+        """Fork a worker for ``argv`` (``[python, -m, snakepit_bridge, flags...]``)."""
+        if argv[1:3] != WORKER_MODULE:
+            raise WorkerStartError(f"worker {worker_id}: the zygote forks only "
+                                   f"'python -m snakepit_bridge' workers, got {argv[:3]!r}")
+        args = argv[3:]
+        remap: dict[str, int] = {}
+        fds = []
+        for flag in REMAPPED_FLAGS:
+            if flag in args:
+                fd = int(args[args.index(flag) + 1])
+                if fd not in pass_fds:
+                    raise WorkerStartError(f"worker {worker_id}: {flag} {fd} is not passed")
+                remap[flag] = len(fds)
+                fds.append(fd)
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        stderr_r, stderr_w = os.pipe()
+        mine = (stdin_w, stdout_r, stderr_r)
+        try:
+            rid = next(self._ids)
+            event, box = trio.Event(), []
+            self._replies[rid] = (event, box)
+            message = json.dumps({"op": "fork", "id": rid, "argv": args, "env": env,
+                                  "cwd": cwd, "remap": remap}).encode()
+            async with self._lock:
+                if self._closed:
+                    raise WorkerStartError(f"worker {worker_id}: the pool's zygote is gone")
+                await self._control.sendmsg([message], [(
+                    socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                    array.array("i", [stdin_r, stdout_w, stderr_w, *fds]))])
+            await event.wait()
+        except BaseException:
+            self._replies.pop(rid, None)
+            for fd in mine:
+                os.close(fd)
+            raise
+        finally:
+            for fd in (stdin_r, stdout_w, stderr_w):
+                os.close(fd)   # the worker has its own copies now
+        reply = box[0] if box else {"error": "the zygote went away"}
+        if "pid" not in reply:
+            for fd in mine:
+                os.close(fd)
+            raise WorkerStartError(f"worker {worker_id}: the zygote could not fork it: "
+                                   f"{reply.get('error')}", details={"worker_id": worker_id})
+        child = ForkedProcess(int(reply["pid"]), trio.lowlevel.FdStream(stdin_w),
+                              trio.lowlevel.FdStream(stdout_r), trio.lowlevel.FdStream(stderr_r),
+                              self)
+        if child.pid in self._early_exits:
+            child._set_exit(self._early_exits.pop(child.pid))
+        else:
+            self._children[child.pid] = child
+        return child
+
+    async def aclose(self, grace: float) -> None:
+        self._closed = True
+        self._control.close()
+        await self.process.terminate(grace)
