@@ -88,17 +88,6 @@ class PipeServer:
                 except DecodeError as exc:
                     log.error("malformed frame from the host (%s): closing the pipe", exc)
                     return
-                kind = frame.WhichOneof("body")
-                if kind in shm.BLOB_KINDS:
-                    try:
-                        shm.absorb(getattr(frame, kind))
-                    except shm.SegmentError as exc:
-                        error = pb.ErrorInfo(category="host", type="SegmentLost",
-                                             message=str(exc))
-                        if kind not in HOST_REPLIES:   # a request: it fails here and now
-                            self.send(frame.id, "error", error)
-                            continue
-                        frame = pb.Frame(id=frame.id, error=error)
                 self.handle(frame)
         except (asyncio.IncompleteReadError, ConnectionError):
             return   # the host closed its end: it is gone
@@ -270,8 +259,10 @@ class PipeHostClient:
     def resolve(self, fid: int, kind: str, frame: pb.Frame) -> None:
         with self._lock:
             entry = self._pending.get(fid)
-        if entry is None:
-            return   # the caller gave up (timeout)
+        if entry is None:   # the caller gave up (timeout)
+            if kind != "error":
+                shm.discard(getattr(frame, kind))
+            return
         expected, _ = entry
         if kind == "error":
             self._settle(fid, exc=HostToolError(frame.error.category, frame.error.type,

@@ -106,11 +106,21 @@ def loads(data: bytes | str) -> Any:
 
 
 def blob_value(blob: pb.Blob) -> Any:
+    if blob.shm_name:   # the pipe transport's shared memory (snakepit_bridge.shm)
+        from snakepit_bridge import shm
+        mapped = shm.take(blob.shm_name, blob.shm_size)
+        if blob.dtype and _np is not None:   # a private mapping: writable, no copy
+            return _np.frombuffer(mapped, dtype=_np.dtype(blob.dtype)).reshape(
+                tuple(blob.shape))
+        data = bytes(mapped)
+        mapped.close()
+    else:
+        data = blob.data
     if not blob.dtype:
-        return bytes(blob.data)
+        return bytes(data)
     if _np is None:
-        return {"dtype": blob.dtype, "shape": list(blob.shape), "data": bytes(blob.data)}
-    arr = _np.frombuffer(blob.data, dtype=_np.dtype(blob.dtype))
+        return {"dtype": blob.dtype, "shape": list(blob.shape), "data": bytes(data)}
+    arr = _np.frombuffer(data, dtype=_np.dtype(blob.dtype))
     return arr.reshape(tuple(blob.shape)).copy()
 
 

@@ -2,7 +2,9 @@
 
 A blob of at least ``THRESHOLD`` bytes in an outgoing frame is written to a file in
 ``/dev/shm`` (tmpfs: memory, not disk) and the frame carries only its name and size
-(``Blob.shm_name``/``shm_size``); the receiver reads it and unlinks it at once. Names are
+(``Blob.shm_name``/``shm_size``); the receiver maps it (``take``: copy-on-write, so an array
+decoded from it costs no copy) and unlinks it when it decodes the message, or ``discard``s it
+if nobody will. Names are
 ``<prefix>-<side>-<n>`` where the prefix is ``snakepit-<run id>`` — so every segment a run
 creates is recognisable, and one left behind by a crash is removed: by the host when the
 worker that made it exits (``sweep(prefix + "-w<pid>-")``), by the sender when its request
@@ -12,6 +14,7 @@ ends, and by the next start's orphan sweep for a host that died (``sweep(prefix 
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
 from typing import Any
 
@@ -32,7 +35,7 @@ def available() -> bool:
     return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)
 
 
-class SegmentError(Exception):
+class SegmentError(ValueError):
     """A segment named in a frame could not be read (its sender or request went away)."""
 
 
@@ -54,12 +57,15 @@ class Segments:
         names: list[str] = []
         try:
             for blob in blobs.values():
-                if len(blob.data) < THRESHOLD:
+                if blob.ByteSize() < THRESHOLD:
+                    continue
+                data = blob.data   # upb copies on every access: once
+                if len(data) < THRESHOLD:
                     continue
                 name = f"{self.prefix}{next(_numbers)}"
-                _write(name, blob.data)
+                _write(name, data)
                 names.append(name)
-                blob.shm_size = len(blob.data)
+                blob.shm_size = len(data)
                 blob.shm_name = name
                 blob.data = b""
         except OSError:   # /dev/shm full or gone: what was moved stays, the rest goes inline
@@ -67,30 +73,30 @@ class Segments:
         return names
 
 
-def absorb(message: Any) -> None:
-    """Bring the message's segment-held blobs back inline, unlinking each segment."""
-    blobs = getattr(message, "blobs", None)
-    if not blobs:
-        return
-    error: str | None = None
-    for blob in blobs.values():
-        if not blob.shm_name:
-            continue
-        name, size = blob.shm_name, blob.shm_size
-        blob.shm_name, blob.shm_size = "", 0
-        try:
-            blob.data = _read(name, size)
-        except OSError as exc:
-            error = error or f"shared-memory segment {name}: {exc.strerror or exc}"
-        finally:
-            unlink(name)
-    if error:
-        raise SegmentError(error)
+def take(name: str, size: int) -> mmap.mmap:
+    """The segment's bytes, mapped copy-on-write (no copy: a numpy array over it is writable
+    and private), and the segment unlinked. Raises SegmentError if it is gone."""
+    try:
+        fd = os.open(_path(name), os.O_RDONLY)
+    except OSError as exc:
+        raise SegmentError(f"shared-memory segment {name}: {exc.strerror or exc}") from None
+    try:
+        if os.fstat(fd).st_size != size:
+            raise SegmentError(f"shared-memory segment {name} is {os.fstat(fd).st_size} "
+                               f"bytes, expected {size}")
+        return mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE,
+                         prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        os.close(fd)
+        unlink(name)
 
 
-def has_segments(message: Any) -> bool:
+def discard(message: Any) -> None:
+    """Unlink the segments of a message nobody will decode (its caller went away)."""
     blobs = getattr(message, "blobs", None)
-    return bool(blobs) and any(b.shm_name for b in blobs.values())
+    for blob in (blobs or {}).values():
+        if blob.shm_name:
+            unlink(blob.shm_name)
 
 
 def _path(name: str) -> str:
@@ -110,25 +116,6 @@ def _write(name: str, data: bytes) -> None:
         unlink(name)
         raise
     os.close(fd)
-
-
-def _read(name: str, size: int) -> bytes:
-    fd = os.open(_path(name), os.O_RDONLY)
-    try:
-        data = os.read(fd, size)
-        if len(data) != size:
-            chunks = [data]
-            got = len(data)
-            while got < size:
-                more = os.read(fd, size - got)
-                if not more:
-                    raise OSError(f"segment is {got} bytes, expected {size}")
-                chunks.append(more)
-                got += len(more)
-            data = b"".join(chunks)
-        return data
-    finally:
-        os.close(fd)
 
 
 def unlink(name: str) -> None:

@@ -21,7 +21,7 @@ import trio
 from opentelemetry import propagate, trace
 
 from snakepit.errors import (InvalidArgumentsError, PoolNotReady, PoolSaturated, QueueTimeout,
-                             RequestTimeout, ShuttingDown, SnakepitError,
+                             RequestTimeout, ShuttingDown, SnakepitError, TransportError,
                              WorkerCrashed, error_from_wire)
 from snakepit.pool.dispatcher import Dispatcher
 from snakepit.pool.runtime import PoolRuntime
@@ -56,6 +56,14 @@ def _error(info: Any) -> SnakepitError:
     return error_from_wire(info.category, info.type, info.message,
                            details if isinstance(details, dict) else {"details": details},
                            info.traceback)
+
+
+def _decode(tool: str, data: bytes, blobs: Any) -> Any:
+    try:
+        return serialization.decode(data, blobs)
+    except ValueError as exc:   # bad JSON, or a shared-memory blob that is gone
+        raise TransportError(f"the result of {tool!r} could not be decoded: {exc}",
+                             details={"tool": tool}) from None
 
 
 class Pool:
@@ -133,7 +141,7 @@ class Pool:
                                               "pool": self.name})
             if not response.success:
                 raise _error(response.error)
-            result = serialization.decode(response.result_json, response.blobs)
+            result = _decode(tool, response.result_json, response.blobs)
             result = rt.adapter.process_result(tool, result)
         except SnakepitError as exc:
             rt.errors += 1

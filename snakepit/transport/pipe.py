@@ -108,9 +108,7 @@ class PipeTransport:
                     with memoryview(buf) as view:
                         frame = pb.Frame.FromString(view[HEADER.size:HEADER.size + size])
                     del buf[:HEADER.size + size]
-                    frame = self._absorb(frame)
-                    if frame is not None:
-                        self._route(frame)
+                    self._route(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception as exc:  # a malformed frame: the worker is not speaking the protocol
@@ -122,11 +120,12 @@ class PipeTransport:
         kind = frame.WhichOneof("body")
         if kind == "chunk" or (kind == "error" and frame.id in self._streams):
             channel = self._streams.get(frame.id)
-            if channel is not None:
-                try:
-                    channel.send_nowait(frame)
-                except (trio.WouldBlock, trio.BrokenResourceError):
-                    pass   # past the credit window, or the consumer left
+            try:
+                if channel is None:
+                    raise trio.BrokenResourceError
+                channel.send_nowait(frame)
+            except (trio.WouldBlock, trio.BrokenResourceError):
+                shm.discard(frame.chunk)   # past the credit window, or the consumer left
             return
         if kind in HOST_REQUESTS:
             assert self._nursery is not None
@@ -143,6 +142,8 @@ class PipeTransport:
         if slot is not None:
             slot.frame = frame
             slot.event.set()
+        elif kind in shm.BLOB_KINDS:
+            shm.discard(getattr(frame, kind))   # its caller gave up
 
     def _fail(self, why: str) -> None:
         if self._closed:
@@ -154,22 +155,6 @@ class PipeTransport:
         for channel in self._streams.values():
             channel.close()
         self._wake.set()
-
-    def _absorb(self, frame: pb.Frame) -> pb.Frame | None:
-        """Blobs that came through shared memory, back inline. A lost segment fails a worker's
-        call into the host at once (None) and turns a reply into an error for its caller."""
-        kind = frame.WhichOneof("body")
-        if kind not in shm.BLOB_KINDS:
-            return frame
-        try:
-            shm.absorb(getattr(frame, kind))
-        except shm.SegmentError as exc:
-            error = pb.ErrorInfo(category="worker", type="SegmentLost", message=str(exc))
-            if kind in HOST_REQUESTS:
-                self._send(frame.id, "error", error)
-                return None
-            return pb.Frame(id=frame.id, error=error)
-        return frame
 
     async def _answer(self, frame: pb.Frame, kind: str) -> None:
         """A worker's call into the host: the handler's reply, under the request's id."""

@@ -12,6 +12,7 @@ import trio
 import snakepit
 from snakepit.pool.process_registry import ProcessRegistry
 from snakepit_bridge import shm
+from snakepit_bridge.proto import bridge_pb2 as pb
 
 MB = 1 << 20
 
@@ -22,14 +23,14 @@ def segments(prefix):
 
 @pytest.fixture
 def reads(monkeypatch):
-    """The names of segments the host read (a spy around the real reader)."""
+    """The names of segments the host mapped (a spy around the real ``take``)."""
     seen = []
-    real = shm._read
+    real = shm.take
 
     def spy(name, size):
         seen.append(name)
         return real(name, size)
-    monkeypatch.setattr(shm, "_read", spy)
+    monkeypatch.setattr(shm, "take", spy)
     return seen
 
 
@@ -95,16 +96,19 @@ def test_registry_sweep_removes_segments_of_dead_runs_only(tmp_path):
             shm.unlink(os.path.basename(path))
 
 
-def test_a_missing_segment_is_a_named_error():
-    from snakepit_bridge.proto import bridge_pb2 as pb
+def test_a_segment_is_decoded_once_then_gone():
+    from snakepit_bridge import serialization
     seg = shm.Segments(shm.run_prefix("unit"), "h1.1")
-    msg = pb.ExecuteResponse(blobs={"a": pb.Blob(data=b"q" * MB), "b": pb.Blob(data=b"s")})
+    array = np.arange(MB // 8, dtype="<i8")
+    data, blobs = serialization.encode({"a": array, "b": b"s", "c": b"q" * MB})
+    msg = pb.ExecuteResponse(result_json=data, blobs=blobs)
     names = seg.export(msg)
-    assert len(names) == 1 and msg.blobs["a"].data == b"" and msg.blobs["b"].data == b"s"
+    assert len(names) == 2 and all(not msg.blobs[k].data for k in ("b0", "b2"))
     copy = pb.ExecuteResponse()
     copy.CopyFrom(msg)
-    shm.absorb(msg)
-    assert msg.blobs["a"].data == b"q" * MB and not os.path.exists(
-        os.path.join(shm.SHM_DIR, names[0]))
-    with pytest.raises(shm.SegmentError, match=names[0]):
-        shm.absorb(copy)     # read once only: the second reader finds it gone
+    value = serialization.decode(msg.result_json, msg.blobs)
+    assert np.array_equal(value["a"], array) and value["b"] == b"s" and value["c"] == b"q" * MB
+    value["a"][0] = 7     # a private mapping: writable, and nobody else sees the write
+    assert not any(os.path.exists(os.path.join(shm.SHM_DIR, n)) for n in names)
+    with pytest.raises(shm.SegmentError, match="|".join(names)):
+        serialization.decode(copy.result_json, copy.blobs)   # the second reader finds it gone
