@@ -69,7 +69,7 @@ class HostContext:
         return await start_zygote(self, runtime, nursery)
 
     def connect(self, worker: Worker) -> Any:
-        if worker.runtime.config.transport == "pipe":
+        if worker.runtime.config.resolved_transport == "pipe":
             from snakepit.transport.pipe import PipeTransport
             sock, worker.process.pipe_socket = worker.process.pipe_socket, None
             return PipeTransport(sock, worker.key, self.host_services,

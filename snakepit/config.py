@@ -141,7 +141,9 @@ class PoolConfig:
     shutdown_grace: float = attrs.field(default=6.0, validator=_number("PoolConfig"))
     heartbeat: HeartbeatConfig = attrs.field(factory=HeartbeatConfig)
     required: bool = attrs.field(default=True)
-    transport: str = attrs.field(default="grpc", validator=_choice("PoolConfig", "grpc", "pipe"))
+    # "auto": pipe frames for Python workers, gRPC for any other (ADR 0003 has the numbers)
+    transport: str = attrs.field(default="auto", validator=_choice("PoolConfig", "auto", "grpc",
+                                                                     "pipe"))
     preload: bool = attrs.field(default=False)
 
     def __attrs_post_init__(self) -> None:
@@ -175,6 +177,15 @@ class PoolConfig:
         if self.heartbeat.timeout < self.heartbeat.interval:
             raise _fail("HeartbeatConfig", "timeout", self.heartbeat.timeout,
                         f"a number of seconds >= interval ({self.heartbeat.interval})")
+
+    @property
+    def resolved_transport(self) -> str:
+        """``transport`` with "auto" decided: "pipe" if the adapter speaks it, else "grpc"."""
+        if self.transport != "auto":
+            return self.transport
+        adapter = self.adapter
+        return "pipe" if isinstance(adapter, str) or getattr(adapter, "supports_pipe", False) \
+            else "grpc"
 
     def resolved_adapter(self) -> Any:
         """The adapter object (a ``"module:Class"`` string becomes a PythonAdapter)."""

@@ -16,7 +16,10 @@ def test_defaults_match_design():
     assert (p.queue_timeout, p.request_timeout, p.stream_timeout, p.startup_timeout) == \
         (10.0, 300.0, 900.0, 30.0)
     assert (p.startup_batch_size, p.affinity, p.shutdown_grace, p.transport, p.preload) == \
-        (8, "hint", 6.0, "grpc", False)
+        (8, "hint", 6.0, "auto", False)
+    assert p.resolved_transport == "pipe"   # Python workers: pipe frames (ADR 0003)
+    assert snakepit.PoolConfig(adapter=snakepit.adapters.CommandAdapter(
+        argv=["./w"])).resolved_transport == "grpc"
     assert p.size == 2 * (os.cpu_count() or 1) and p.required is True
     assert p.heartbeat == snakepit.HeartbeatConfig(interval=2.0, timeout=10.0, max_missed=3,
                                                    dependent=True)

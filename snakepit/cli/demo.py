@@ -19,7 +19,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="start a showcase pool and run a few tools")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 2),
                    help="pool size (default: min(4, cpus))")
-    p.add_argument("--transport", default=None, help="grpc (default: the pool default)")
+    p.add_argument("--transport", default=None, choices=["auto", "grpc", "pipe"],
+                   help="the pools' transport (default: auto = pipe for Python workers)")
     p.add_argument("--config", default=None,
                    help="snakepit.toml: takes state_dir, instance_name and log_level from it")
     p.set_defaults(func=run)

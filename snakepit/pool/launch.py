@@ -56,7 +56,7 @@ async def spawn_worker(host: "HostContext", config: PoolConfig, worker: "Worker"
     zygote = runtime.zygote if config.preload else None
     if config.preload and zygote is None:
         raise WorkerStartError(f"worker {worker.id}: the pool's zygote is not running")
-    pipe = socket.socketpair() if config.transport == "pipe" else None
+    pipe = socket.socketpair() if config.resolved_transport == "pipe" else None
     child_fd = pipe[1].fileno() if pipe else None
 
     def options(fd: int) -> LaunchOptions:
