@@ -10,6 +10,7 @@ cancelled, generators closed (their ``finally`` runs), sync tools see ``ctx.canc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import concurrent.futures
 import contextvars
 import functools
@@ -144,9 +145,10 @@ class ToolDispatcher:
                     work: Any = tool.fn(**kwargs)
                 else:
                     work = self._in_thread(functools.partial(tool.fn, **kwargs))
-                if req.timeout > 0:
-                    return await asyncio.wait_for(work, req.timeout)
-                return await work
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+                # arrives as the awaited step completes (the stream hang found by the bench).
+                async with asyncio.timeout(req.timeout if req.timeout > 0 else None):
+                    return await work
             except asyncio.TimeoutError:
                 cancel.set()
                 raise _Failure(error_info(
@@ -164,27 +166,30 @@ class ToolDispatcher:
 
     # -- streaming --------------------------------------------------------------------------
     async def stream(self, req: pb.ExecuteRequest) -> AsyncIterator[pb.ToolChunk]:
-        token = telemetry.correlation.set(req.correlation_id)
+        # Set, never reset: a stream runs in a task of its own, and a generator may be closed
+        # from another context (where resetting a token raises).
+        telemetry.correlation.set(req.correlation_id)
         chunk_id = 0
         try:
-            try:
-                if req.tool in self.tools and not self.tools[req.tool].streaming:
-                    value = await self._run_unary(req, streaming=True)
-                    data, blobs = self._encode(req.tool, value)
-                    yield pb.ToolChunk(chunk_id=1, data_json=data, blobs=blobs, is_final=True)
-                    return
-                async for chunk in self._stream_tool(req):
+            if req.tool in self.tools and not self.tools[req.tool].streaming:
+                value = await self._run_unary(req, streaming=True)
+                data, blobs = self._encode(req.tool, value)
+                yield pb.ToolChunk(chunk_id=1, data_json=data, blobs=blobs, is_final=True)
+                return
+            # Closed here, in this task, when the caller leaves early: left to the garbage
+            # collector, the tool's generator would hold its slot until an asyncgen
+            # finalizer ran it in another task (and context).
+            async with contextlib.aclosing(self._stream_tool(req)) as chunks:
+                async for chunk in chunks:
                     chunk_id += 1
                     chunk.chunk_id = chunk_id
                     yield chunk
                     if chunk.is_final:
                         return
-            except _Failure as failure:
-                yield pb.ToolChunk(chunk_id=chunk_id + 1, is_final=True, error=failure.info)
-                return
-            yield pb.ToolChunk(chunk_id=chunk_id + 1, is_final=True)
-        finally:
-            telemetry.correlation.reset(token)
+        except _Failure as failure:
+            yield pb.ToolChunk(chunk_id=chunk_id + 1, is_final=True, error=failure.info)
+            return
+        yield pb.ToolChunk(chunk_id=chunk_id + 1, is_final=True)
 
     async def _stream_tool(self, req: pb.ExecuteRequest) -> AsyncIterator[pb.ToolChunk]:
         tool, kwargs, cancel = self._prepare(req, True)
@@ -199,9 +204,7 @@ class ToolDispatcher:
                 while True:
                     step = gen.__anext__() if tool.is_async else self._in_thread(_next_or_end,
                                                                                  gen)
-                    if deadline is not None:
-                        item = await asyncio.wait_for(step, max(0.0, deadline - loop.time()))
-                    else:
+                    async with asyncio.timeout_at(deadline):
                         item = await step
                     if item is _END:
                         return
