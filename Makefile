@@ -34,7 +34,6 @@ test: $(STAMP) runtimes
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
-	$(PY) benchmarks/telemetry_overhead.py
 
 proto: $(STAMP)
 	$(PY) -m snakepit_bridge._protogen

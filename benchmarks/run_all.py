@@ -1,36 +1,134 @@
-"""snakepit against its peers, same machine, same run: prints tables, writes JSON.
+"""snakepit against its peers, same machine, same run: one markdown table, all numbers as JSON.
 
-    python benchmarks/run_all.py [--reps 5] [--quick]
+    python benchmarks/run_all.py [--reps 5] [--quick] [--only pipe,grpc,...]     (make bench)
 
-Peers: snakepit over both transports (pipe and grpc), concurrent.futures.ProcessPoolExecutor, multiprocessing.Pool,
-a bare grpcio client driven from trio (the same worker process and proto, no pool), and a raw
-length-prefixed pipe echo from trio (the floor). Medians of ``--reps`` repetitions with min-max.
-Results: benchmarks/results/run_all.json.
+Peers, all with the same worker count: snakepit over both transports (``PoolConfig(transport=
+"pipe")`` and ``"grpc"``), concurrent.futures.ProcessPoolExecutor, multiprocessing.Pool, a bare
+grpcio client driven from trio (snakepit's GrpcTransport straight to showcase worker processes,
+no pool) and a raw length-prefixed pipe echo from trio (the floor).
+
+Workloads: sequential ping latency (1 worker); ping throughput with 2 and 4 workers and 1, 8
+and 64 concurrent callers; an 8 MB numpy array round trip (bytes without numpy); a stream of
+100 000 small chunks (a peer too slow to stream them in ``stream_cap`` seconds gets streams of
+as many chunks as a warm-up stream says fit in that time; the table says so);
+startup of 16 and 100 workers, spawned and with ``preload=True`` (the
+zygote); idle memory per worker (PSS/USS of the 16-worker pools); fairness (8 workers x 20
+concurrent 0.5 s sleeps); telemetry overhead (paired runs, benchlib.telemetry_pairs).
+
+Every number is the median of ``--reps`` repetitions with min-max. A repetition is one
+measurement on an already running pool or executor (warmed up), except for startup, where each
+repetition starts a fresh pool. Stdout: machine facts, then the table (progress goes to stderr).
+JSON with every repetition's value (and every latency sample):
+benchmarks/results/run_all-<timestamp>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import datetime
+import inspect
+import itertools
 import json
 import multiprocessing
 import os
+import platform
 import statistics
 import struct
 import subprocess
 import sys
 import time
+import traceback
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import psutil
 import trio
 
 import snakepit
+from benchlib import drive, pool_config, summary, telemetry_pairs
 
-STATE = "/tmp/snakepit-bench"
+try:
+    import numpy as np
+except ImportError:  # the 8 MB round trip then sends bytes
+    np = None
+
+HERE = Path(__file__).resolve().parent
+MB = 2**20
+PIPE, GRPC = "snakepit/pipe", "snakepit/grpc"
+PPE, MP = "ProcessPoolExecutor", "multiprocessing.Pool"
+BARE, FLOOR = "bare grpcio (trio)", "raw pipe echo (floor)"
+PEERS = [PIPE, GRPC, PPE, MP, BARE, FLOOR]
+SHORT = {PIPE: "pipe", GRPC: "grpc", PPE: "PPE", MP: "mp", BARE: "bare", FLOOR: "floor"}
+TRANSPORTS = {"pipe": PIPE, "grpc": GRPC}
+WORKERS, CALLERS = (2, 4), (1, 8, 64)
+START = time.perf_counter()
+Submit = Callable[..., "concurrent.futures.Future[Any]"]
 
 
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - START:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Params:
+    reps: int = 5
+    window: float = 0.4               # seconds per throughput measurement
+    n_lat: int = 1000                 # sequential pings per latency repetition
+    chunks: int = 100_000
+    # (workers, mode, transports). 100 workers on pipe only: 100 spawned grpc workers would add
+    # ~2 min (5 x 20 s); preload=True forks pipe workers only (ADR 0003)
+    startup: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+        (16, "spawned", ("pipe", "grpc")), (16, "preload", ("pipe",)),
+        (100, "spawned", ("pipe",)), (100, "preload", ("pipe",)))
+    mem_workers: int = 16             # idle memory is read in the pools of this size
+    telemetry_window: float = 2.0     # seconds per telemetry measurement (one of a pair)
+    stream_cap: float = 5.0           # seconds per stream repetition, about (see above)
+    mb: int = 8
+    bytes_calls: int = 3              # 8 MB round trips per repetition
+
+
+QUICK = Params(reps=2, window=0.25, n_lat=300, chunks=20_000,
+               startup=((16, "spawned", ("pipe", "grpc")), (16, "preload", ("pipe",))),
+               telemetry_window=0.3, stream_cap=2.0)
+
+
+# -- results ---------------------------------------------------------------------------------
+@dataclass
+class Results:
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    latency_samples_ms: dict[str, list[list[float]]] = field(default_factory=dict)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    sections: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def put(self, row: str, peer: str, values: list[float]) -> None:
+        self.rows.setdefault(row, {})[peer] = summary(values)
+        log(f"  {row:<22} {SHORT[peer]:<5} median {statistics.median(values):.4g}")
+
+    def note(self, rows: list[str], peer: str, text: str) -> None:
+        for row in rows:
+            self.rows.setdefault(row, {}).setdefault(peer, {"note": text})
+
+    def median(self, row: str, peer: str) -> float | None:
+        return self.rows.get(row, {}).get(peer, {}).get("median")
+
+
+@contextlib.contextmanager
+def guard(res: Results, peer: str, rows: list[str]) -> Iterator[None]:
+    """A failing peer/workload is recorded (its rows say "error") and the run goes on."""
+    try:
+        yield
+    except Exception as exc:
+        traceback.print_exc()
+        log(f"  {peer}: {type(exc).__name__}: {exc}")
+        res.errors.append({"peer": peer, "rows": ",".join(rows),
+                           "error": f"{type(exc).__name__}: {exc}"})
+        res.note(rows, peer, f"error ({type(exc).__name__})")
+
+
+# -- the peers: ping() and echo(x) return a value or an awaitable; stream(n) or None ----------
 def ping() -> dict[str, str]:
     return {"status": "pong"}
 
@@ -39,327 +137,682 @@ def echo(x: Any) -> Any:
     return x
 
 
-def config(size: int, transport: str = "grpc") -> snakepit.Config:
-    return snakepit.Config(state_dir=STATE, log_level="warning", pools=[
-        snakepit.PoolConfig(name="default", size=size, startup_batch_size=max(8, size),
-                            transport=transport)])
+class SnakepitPeer:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def ping(self) -> Any:
+        return self.app.execute("ping")
+
+    def echo(self, x: Any) -> Any:
+        return self.app.execute("echo", {"x": x})
+
+    def stream(self, n: int) -> Any:
+        return self.app.stream("ping_stream", {"count": n})
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+def snakepit_peer(transport: str) -> Callable[[int], Any]:
+    """Opens a pool of ``workers`` on this transport (an async context manager)."""
+    @contextlib.asynccontextmanager
+    async def open_peer(workers: int) -> AsyncIterator[SnakepitPeer]:
+        async with snakepit.start(pool_config(workers, transport)) as app:
+            yield SnakepitPeer(app)
+    return open_peer
 
 
-# -- 1. sequential latency -------------------------------------------------------------------
-async def snakepit_latency(n: int, transport: str = "grpc") -> list[float]:
-    async with snakepit.start(config(1, transport)) as app:
-        for _ in range(100):
-            await app.execute("ping")
-        lat = []
-        for _ in range(n):
-            t = time.perf_counter()
-            await app.execute("ping")
-            lat.append(time.perf_counter() - t)
-    return lat
+class SyncPeer:
+    """An executor's ``submit`` (ProcessPoolExecutor, or multiprocessing.Pool wrapped)."""
+    stream = None
+
+    def __init__(self, submit: Submit) -> None:
+        self.submit = submit
+
+    def ping(self) -> Any:
+        return self.submit(ping).result()
+
+    def echo(self, x: Any) -> Any:
+        return self.submit(echo, x).result()
 
 
-def ppe_latency(n: int) -> list[float]:
-    with concurrent.futures.ProcessPoolExecutor(1) as ex:
-        for _ in range(100):
-            ex.submit(ping).result()
-        lat = []
-        for _ in range(n):
-            t = time.perf_counter()
-            ex.submit(ping).result()
-            lat.append(time.perf_counter() - t)
-    return lat
+@contextlib.contextmanager
+def ppe(workers: int) -> Iterator[Submit]:
+    with concurrent.futures.ProcessPoolExecutor(workers) as ex:
+        yield ex.submit
 
 
-async def bare_grpc_latency(n: int) -> list[float]:
-    """The showcase worker process, called through GrpcTransport directly: no pool."""
-    from snakepit.transport.grpc import GrpcTransport
-    from snakepit_bridge.proto import bridge_pb2 as pb
+@contextlib.contextmanager
+def mp_pool(workers: int) -> Iterator[Submit]:
+    with multiprocessing.Pool(workers) as pool:
+        def submit(fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+            fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            pool.apply_async(fn, args, callback=fut.set_result, error_callback=fut.set_exception)
+            return fut
+        yield submit
 
-    r, w = os.pipe()
-    env = dict(os.environ, SNAKEPIT_SECRET="bench")
-    proc = subprocess.Popen([sys.executable, "-m", "snakepit_bridge", "--adapter",
-                             "snakepit_bridge.adapters.showcase:ShowcaseAdapter", "--ready-fd",
-                             str(w), "--heartbeat-timeout", "0"], pass_fds=(w,),
-                            stdin=subprocess.PIPE, env=env)
-    os.close(w)
-    port = json.loads(os.read(r, 4096))["port"]
-    os.close(r)
-    transport = GrpcTransport(f"127.0.0.1:{port}", "bench")
-    req = pb.ExecuteRequest(tool="ping", args_json=b"{}")
-    try:
-        for _ in range(100):
-            await transport.execute(req)
-        lat = []
-        for _ in range(n):
-            t = time.perf_counter()
-            await transport.execute(req)
-            lat.append(time.perf_counter() - t)
-    finally:
-        await transport.aclose()
+
+SECRET = "bench"
+
+
+class BarePeer:
+    """snakepit's GrpcTransport to showcase worker processes, no pool: calls go round robin."""
+
+    def __init__(self, transports: list[Any]) -> None:
+        from snakepit_bridge import serialization
+        from snakepit_bridge.proto import bridge_pb2
+        self._encode, self._pb = serialization.encode, bridge_pb2
+        self._first, self._next = transports[0], itertools.cycle(transports)
+
+    def _request(self, tool: str, args: dict[str, Any]) -> Any:
+        data, blobs = self._encode(args)
+        return self._pb.ExecuteRequest(tool=tool, args_json=data, blobs=blobs)
+
+    async def call(self, tool: str, args: dict[str, Any]) -> Any:
+        resp = await next(self._next).execute(self._request(tool, args))
+        if not resp.success:
+            raise RuntimeError(f"{tool} failed: {resp.error.message}")
+        return resp
+
+    def ping(self) -> Any:
+        return self.call("ping", {})
+
+    def echo(self, x: Any) -> Any:
+        return self.call("echo", {"x": x})
+
+    def stream(self, n: int) -> Any:
+        return self._first.stream(self._request("ping_stream", {"count": n}))
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
         proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
         proc.wait()
-    return lat
+
+
+def spawn_bare_worker(procs: list[subprocess.Popen[bytes]]) -> int:
+    """Start one showcase worker serving gRPC; returns the fd its ready line arrives on."""
+    r, w = os.pipe()
+    try:
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "snakepit_bridge", "--adapter",
+             "snakepit_bridge.adapters.showcase:ShowcaseAdapter", "--ready-fd", str(w),
+             "--heartbeat-timeout", "0", "--log-level", "warning"],
+            pass_fds=(w,), stdin=subprocess.PIPE, env=dict(os.environ, SNAKEPIT_SECRET=SECRET)))
+    finally:
+        os.close(w)
+    return r
+
+
+def ready_port(r: int) -> int:
+    try:
+        data = os.read(r, 4096)
+    finally:
+        os.close(r)
+    if not data:
+        raise RuntimeError("a bare grpc worker exited before reporting ready")
+    return int(json.loads(data)["port"])
+
+
+@contextlib.asynccontextmanager
+async def bare_peer(workers: int) -> AsyncIterator[BarePeer]:
+    from snakepit.transport.grpc import GrpcTransport
+    procs: list[subprocess.Popen[bytes]] = []
+    transports: list[Any] = []
+    try:
+        fds = [spawn_bare_worker(procs) for _ in range(workers)]
+        for r in fds:
+            port = await trio.to_thread.run_sync(ready_port, r)
+            transports.append(GrpcTransport(f"127.0.0.1:{port}", SECRET))
+        yield BarePeer(transports)
+    finally:
+        with trio.CancelScope(shield=True):
+            for transport in transports:
+                await transport.aclose()
+        for proc in procs:
+            stop_process(proc)
 
 
 ECHO = r"""
 import os, struct, sys
 r, w = int(sys.argv[1]), int(sys.argv[2])
-buf = b""
+buf = bytearray()
 while True:
-    data = os.read(r, 65536)
+    data = os.read(r, 1 << 20)
     if not data:
         break
     buf += data
     while len(buf) >= 4:
-        n = struct.unpack("<I", buf[:4])[0]
-        if len(buf) < 4 + n:
+        end = 4 + struct.unpack_from("<I", buf)[0]
+        if len(buf) < end:
             break
-        frame, buf = buf[:4 + n], buf[4 + n:]
-        os.write(w, frame)
+        frame = bytes(buf[:end])
+        del buf[:end]
+        while frame:
+            frame = frame[os.write(w, frame):]
 """
+FRAME = struct.Struct("<I")
 
 
-async def pipe_floor_latency(n: int) -> list[float]:
+class PipeEcho:
     """Length-prefixed frames over a pipe pair to an echo process: the floor."""
+    stream = None
+    SMALL = b"x" * 16
+
+    def __init__(self, out: Any, inp: Any) -> None:
+        self.out, self.inp = out, inp
+
+    async def roundtrip(self, payload: Any) -> None:
+        view = memoryview(payload).cast("B")
+        await self.out.send_all(FRAME.pack(len(view)) + view.tobytes())
+        need = FRAME.size + len(view)
+        while need:
+            data = await self.inp.receive_some(min(need, 1 << 20))
+            if not data:
+                raise RuntimeError("the echo process closed its pipe")
+            need -= len(data)
+
+    def ping(self) -> Any:
+        return self.roundtrip(self.SMALL)
+
+    def echo(self, x: Any) -> Any:
+        return self.roundtrip(x)
+
+
+@contextlib.asynccontextmanager
+async def pipe_echo(workers: int = 1) -> AsyncIterator[PipeEcho]:
+    """One echo process (``workers`` is 1: the floor is measured on one worker only)."""
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
     proc = subprocess.Popen([sys.executable, "-c", ECHO, str(to_child_r), str(from_child_w)],
                             pass_fds=(to_child_r, from_child_w))
     os.close(to_child_r)
     os.close(from_child_w)
-    out = trio.lowlevel.FdStream(to_child_w)
-    inp = trio.lowlevel.FdStream(from_child_r)
-    frame = struct.pack("<I", 16) + b"x" * 16
-    lat = []
+    out, inp = trio.lowlevel.FdStream(to_child_w), trio.lowlevel.FdStream(from_child_r)
     try:
-        for i in range(n + 100):
-            t = time.perf_counter()
-            await out.send_all(frame)
-            got = b""
-            while len(got) < len(frame):
-                got += await inp.receive_some(65536)
-            if i >= 100:
-                lat.append(time.perf_counter() - t)
+        yield PipeEcho(out, inp)
     finally:
-        await out.aclose()
-        await inp.aclose()
-        proc.wait()
-    return lat
+        with trio.CancelScope(shield=True):
+            await out.aclose()
+            await inp.aclose()
+        stop_process(proc)
 
 
-# -- 2. throughput ---------------------------------------------------------------------------
-async def snakepit_throughput(workers: int, callers: int, seconds: float,
-                              transport: str = "grpc") -> float:
-    async with snakepit.start(config(workers, transport)) as app:
-        return await _drive(lambda: app.execute("ping"), callers, seconds)
-
-
-async def _drive(call: Callable[[], Awaitable[Any]], callers: int, seconds: float) -> float:
-    done = 0
-    deadline = trio.current_time() + seconds
-
-    async def caller() -> None:
-        nonlocal done
-        while trio.current_time() < deadline:
-            await call()
-            done += 1
-
-    await call()
-    async with trio.open_nursery() as nursery:
-        for _ in range(callers):
-            nursery.start_soon(caller)
-    return done / seconds
-
-
-def ppe_throughput(workers: int, callers: int, seconds: float) -> float:
-    with concurrent.futures.ProcessPoolExecutor(workers) as ex:
-        ex.submit(ping).result()
-        done = 0
-        deadline = time.perf_counter() + seconds
-        pending = {ex.submit(ping) for _ in range(callers)}
-        while time.perf_counter() < deadline:
-            finished, pending = concurrent.futures.wait(
-                pending, return_when=concurrent.futures.FIRST_COMPLETED)
-            done += len(finished)
-            pending |= {ex.submit(ping) for _ in finished}
-        return done / seconds
-
-
-def mp_throughput(workers: int, callers: int, seconds: float) -> float:
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        pool.apply(ping)
-        done = 0
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            results = [pool.apply_async(ping) for _ in range(callers)]
-            for r in results:
-                r.get()
-            done += callers
-        return done / seconds
-
-
-# -- 3. 8 MB round trip ----------------------------------------------------------------------
-async def snakepit_bytes(mb: int, reps: int, transport: str = "grpc") -> float:
-    payload = os.urandom(mb * 2**20)
-    async with snakepit.start(config(1, transport)) as app:
-        await app.execute("echo", {"x": b"warm"})
+# -- workloads -------------------------------------------------------------------------------
+async def timed(call: Callable[[], Any], n: int, warm: int = 0) -> list[float]:
+    """Seconds of each of ``n`` sequential calls after ``warm`` ones (sync or async calls)."""
+    out = []
+    for i in range(warm + n):
         t = time.perf_counter()
-        for _ in range(reps):
-            await app.execute("echo", {"x": payload})
-        return mb * reps / (time.perf_counter() - t)
+        result = call()
+        if inspect.isawaitable(result):
+            await result
+        if i >= warm:
+            out.append(time.perf_counter() - t)
+    return out
 
 
-def ppe_bytes(mb: int, reps: int) -> float:
-    payload = os.urandom(mb * 2**20)
-    with concurrent.futures.ProcessPoolExecutor(1) as ex:
-        ex.submit(echo, b"warm").result()
-        t = time.perf_counter()
-        for _ in range(reps):
-            ex.submit(echo, payload).result()
-        return mb * reps / (time.perf_counter() - t)
-
-
-# -- 4. stream -------------------------------------------------------------------------------
-async def snakepit_stream(n: int, transport: str = "grpc") -> float:
-    async with snakepit.start(config(1, transport)) as app:
-        t = time.perf_counter()
-        count = 0
-        async with app.stream("ping_stream", {"count": n}) as chunks:
-            async for _ in chunks:
-                count += 1
-        return count / (time.perf_counter() - t)
-
-
-# -- 5/6. startup and memory -----------------------------------------------------------------
-async def snakepit_startup(n: int) -> tuple[float, float, float]:
-    t = time.perf_counter()
-    async with snakepit.start(config(n)) as app:
-        elapsed = time.perf_counter() - t
-        pss, uss = [], []
-        for w in app.workers():
-            info = psutil.Process(w["pid"]).memory_full_info()
-            pss.append(getattr(info, "pss", info.uss))
-            uss.append(info.uss)
-    return elapsed, statistics.median(pss) / 2**20, statistics.median(uss) / 2**20
-
-
-def ppe_memory() -> tuple[float, float]:
-    with concurrent.futures.ProcessPoolExecutor(1) as ex:
-        pid = ex.submit(os.getpid).result()
-        info = psutil.Process(pid).memory_full_info()
-        return getattr(info, "pss", info.uss) / 2**20, info.uss / 2**20
-
-
-# -- 7. fairness -----------------------------------------------------------------------------
-async def snakepit_fairness(transport: str = "grpc") -> float:
-    async with snakepit.start(config(8, transport)) as app:
-        t = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            for _ in range(20):
-                nursery.start_soon(app.execute, "sleep", {"seconds": 0.5})
-        return time.perf_counter() - t
-
-
-# -- the run ---------------------------------------------------------------------------------
-def pct(lat: list[float], q: float) -> float:
-    s = sorted(lat)
+def pct(samples: list[float], q: float) -> float:
+    s = sorted(samples)
     return s[min(len(s) - 1, int(q * len(s)))] * 1e3
 
 
+def payload(mb: int) -> Any:
+    if np is None:
+        return os.urandom(mb * MB)
+    return np.random.default_rng(0).random(mb * MB // 8)
+
+
+async def stream_rate(peer: Any, n: int) -> float:
+    """Chunks/s of an ``n``-chunk stream into this trio task."""
+    count = 0
+    t = time.perf_counter()
+    async with peer.stream(n) as chunks:
+        async for _ in chunks:
+            count += 1
+    elapsed = time.perf_counter() - t
+    if count < n:
+        raise RuntimeError(f"the stream ended after {count} of {n} chunks")
+    return count / elapsed
+
+
+async def stream_length(peer: Any, p: Params) -> int:
+    """``p.chunks``, or fewer: what a 2000-chunk warm-up stream says fits in ``stream_cap`` s.
+    (Streams always run to their end: leaving one early is a different workload.)"""
+    rate = await stream_rate(peer, 2000)
+    return min(p.chunks, max(2000, int(rate * p.stream_cap)))
+
+
+ONE_WORKER_ROWS = ["latency_p50", "latency_p99", "bytes", "stream"]
+
+
+async def on_one_worker(name: str, open_peer: Callable[[int], Any], p: Params,
+                        res: Results) -> None:
+    async with open_peer(1) as peer:
+        await one_worker(name, peer, p, res)
+
+
+async def one_worker(name: str, peer: Any, p: Params, res: Results) -> None:
+    """Sequential ping latency, the 8 MB round trip and the stream, on one worker."""
+    runs = [await timed(peer.ping, p.n_lat, warm=100) for _ in range(p.reps)]
+    res.latency_samples_ms[name] = [[round(s * 1e3, 4) for s in r] for r in runs]
+    res.put("latency_p50", name, [pct(r, 0.5) for r in runs])
+    res.put("latency_p99", name, [pct(r, 0.99) for r in runs])
+    data = payload(p.mb)
+    res.put("bytes", name, [p.mb * p.bytes_calls / sum(await timed(
+        lambda: peer.echo(data), p.bytes_calls, warm=1)) for _ in range(p.reps)])
+    if peer.stream is not None:
+        n = await stream_length(peer, p)
+        res.put("stream", name, [await stream_rate(peer, n) for _ in range(p.reps)])
+        res.rows["stream"][name].update(chunks=n, of_chunks=p.chunks)
+
+
+def tp_row(workers: int, callers: int) -> str:
+    return f"tp_{workers}w_{callers}c"
+
+
+TP_ROWS = [tp_row(w, c) for w in WORKERS for c in CALLERS]
+
+
+async def async_throughput(name: str, open_peer: Callable[[int], Any], p: Params,
+                           res: Results) -> None:
+    """Ping calls/s of trio tasks calling one peer concurrently."""
+    for workers in WORKERS:
+        async with open_peer(workers) as peer:
+            await peer.ping()
+            for callers in CALLERS:
+                res.put(tp_row(workers, callers), name,
+                        [await drive(peer.ping, callers, p.window) for _ in range(p.reps)])
+
+
+def sync_drive(submit: Submit, callers: int, seconds: float) -> float:
+    """Calls/s with ``callers`` pings always outstanding (the executor's own way)."""
+    done = 0
+    t = time.perf_counter()
+    pending = {submit(ping) for _ in range(callers)}
+    while time.perf_counter() - t < seconds:
+        finished, pending = concurrent.futures.wait(
+            pending, return_when=concurrent.futures.FIRST_COMPLETED)
+        done += len(finished)
+        pending |= {submit(ping) for _ in finished}
+    elapsed = time.perf_counter() - t
+    concurrent.futures.wait(pending)
+    return done / elapsed
+
+
+def sync_throughput(name: str, executor: Callable[[int], Any], p: Params, res: Results) -> None:
+    for workers in WORKERS:
+        with executor(workers) as submit:
+            submit(ping).result()
+            for callers in CALLERS:
+                res.put(tp_row(workers, callers), name,
+                        [sync_drive(submit, callers, p.window) for _ in range(p.reps)])
+
+
+async def fairness(app: Any) -> float:
+    """Wall time of 20 concurrent 0.5 s sleeps on 8 workers (ideal: 3 rounds, 1.5 s)."""
+    t = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(20):
+            nursery.start_soon(app.execute, "sleep", {"seconds": 0.5})
+    return time.perf_counter() - t
+
+
+EXTRA_ROWS = ["telemetry_none", "telemetry_handler", "telemetry_overhead", "fairness"]
+
+
+async def snakepit_extras(transport: str, p: Params, res: Results) -> None:
+    """Telemetry overhead (2 workers, 16 callers, paired) and fairness (8 workers)."""
+    name = TRANSPORTS[transport]
+    async with snakepit.start(pool_config(2, transport)) as app:
+        pairs = await telemetry_pairs(app, 16, p.telemetry_window, p.reps)
+    res.put("telemetry_none", name, pairs["no_handler"])
+    res.put("telemetry_handler", name, pairs["handler"])
+    res.put("telemetry_overhead", name, [100 * (1 - h / n) for n, h in
+                                         zip(pairs["no_handler"], pairs["handler"])])
+    async with snakepit.start(pool_config(8, transport)) as app:
+        await app.execute("ping")
+        res.put("fairness", name, [await fairness(app) for _ in range(p.reps)])
+
+
+# -- startup and memory ----------------------------------------------------------------------
+def memory_of(pids: list[int]) -> tuple[float, float]:
+    """Median PSS and USS (MB) of these processes."""
+    infos = [psutil.Process(pid).memory_full_info() for pid in pids]
+    return (statistics.median(getattr(i, "pss", i.uss) for i in infos) / MB,
+            statistics.median(i.uss for i in infos) / MB)
+
+
+def preload_kw(mode: str) -> dict[str, Any]:
+    return {"preload": True} if mode == "preload" else {}
+
+
+async def startup_once(n: int, transport: str, mode: str, with_memory: bool
+                       ) -> tuple[float, tuple[float, float] | None]:
+    """Seconds from start until all ``n`` workers are ready (and their idle memory)."""
+    cfg = pool_config(n, transport, **preload_kw(mode))
+    t = time.perf_counter()
+    async with snakepit.start(cfg) as app:
+        elapsed = time.perf_counter() - t
+        memory = None
+        if with_memory:
+            await trio.sleep(0.2)
+            memory = memory_of([w["pid"] for w in app.workers()])
+    return elapsed, memory
+
+
+def startup_variant(n: int, transport: str, mode: str, p: Params, res: Results) -> None:
+    name, rows = TRANSPORTS[transport], [f"startup_{n}_{mode}"]
+    with_memory = n == p.mem_workers
+    if with_memory:
+        rows += [f"pss_{mode}", f"uss_{mode}"]
+    with guard(res, name, rows):
+        runs = [run_trio(startup_once, n, transport, mode, with_memory) for _ in range(p.reps)]
+        res.put(rows[0], name, [r[0] for r in runs])
+        memory = [m for _, m in runs if m is not None]
+        if memory:
+            res.put(rows[1], name, [pss for pss, _ in memory])
+            res.put(rows[2], name, [uss for _, uss in memory])
+
+
+def ppe_memory(workers: int) -> tuple[float, float]:
+    before = {c.pid for c in psutil.Process().children()}
+    with concurrent.futures.ProcessPoolExecutor(workers) as ex:
+        list(ex.map(time.sleep, [0.05] * workers))
+        time.sleep(0.2)
+        pids = [c.pid for c in psutil.Process().children() if c.pid not in before]
+        return memory_of(pids)
+
+
+# -- sections: one per peer ------------------------------------------------------------------
+HANG_LIMIT = 300.0   # seconds: a trio run that takes longer is stuck; it is recorded as an error
+
+
+def run_trio(fn: Callable[..., Any], *args: Any) -> Any:
+    async def limited() -> Any:
+        with trio.fail_after(HANG_LIMIT):
+            return await fn(*args)
+    return trio.run(limited)
+
+
+def section_async(name: str, open_peer: Callable[[int], Any], p: Params, res: Results,
+                  throughput: bool = True) -> None:
+    with guard(res, name, ONE_WORKER_ROWS):
+        run_trio(on_one_worker, name, open_peer, p, res)
+    if throughput:
+        with guard(res, name, TP_ROWS):
+            run_trio(async_throughput, name, open_peer, p, res)
+
+
+def section_snakepit(transport: str, p: Params, res: Results) -> None:
+    name = TRANSPORTS[transport]
+    section_async(name, snakepit_peer(transport), p, res)
+    with guard(res, name, EXTRA_ROWS):
+        run_trio(snakepit_extras, transport, p, res)
+
+
+def section_executor(name: str, executor: Callable[[int], Any], p: Params, res: Results) -> None:
+    with guard(res, name, ONE_WORKER_ROWS), executor(1) as submit:
+        run_trio(one_worker, name, SyncPeer(submit), p, res)
+    with guard(res, name, TP_ROWS):
+        sync_throughput(name, executor, p, res)
+
+
+def section_ppe(p: Params, res: Results) -> None:
+    section_executor(PPE, ppe, p, res)
+    with guard(res, PPE, ["pss_spawned", "uss_spawned"]):
+        runs = [ppe_memory(p.mem_workers) for _ in range(p.reps)]
+        res.put("pss_spawned", PPE, [r[0] for r in runs])
+        res.put("uss_spawned", PPE, [r[1] for r in runs])
+
+
+def section_startup(p: Params, res: Results) -> None:
+    for n, mode, transports in p.startup:
+        for transport in transports:
+            startup_variant(n, transport, mode, p, res)
+
+
+SECTIONS: dict[str, Callable[[Params, Results], None]] = {
+    "floor": lambda p, res: section_async(FLOOR, pipe_echo, p, res, throughput=False),
+    "pipe": lambda p, res: section_snakepit("pipe", p, res),
+    "grpc": lambda p, res: section_snakepit("grpc", p, res),
+    "ppe": section_ppe,
+    "mp": lambda p, res: section_executor(MP, mp_pool, p, res),
+    "bare": lambda p, res: section_async(BARE, bare_peer, p, res),
+    "startup": section_startup,
+}
+
+
+# -- the table -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    text: str                 # e.g. "pipe/PPE >= 3"
+    peer: str
+    op: str                   # "<=", ">=" or "<"
+    bound: float
+    over: str | None = None   # a ratio to this peer, else the value itself
+    fmt: str = ".2f"
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    label: str
+    fmt: str
+    ratios: tuple[tuple[str, str | float], ...] = ()   # (peer, peer or a number)
+    targets: tuple[Target, ...] = ()
+
+
+VS_PPE = ((PIPE, PPE), (GRPC, PPE))
+VS_FLOOR = ((PIPE, FLOOR), (GRPC, FLOOR))
+OPS = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b}
+
+
+def both(text: str, op: str, bound: float, fmt: str = ".2f") -> tuple[Target, ...]:
+    return tuple(Target(f"{SHORT[peer]} {text}", peer, op, bound, fmt=fmt)
+                 for peer in (PIPE, GRPC))
+
+
+def rows(p: Params) -> list[Row]:
+    out = [
+        Row("latency_p50", "ping latency p50, ms (1 worker)", ".3f", VS_PPE + VS_FLOOR,
+            (Target("pipe/PPE <= 1", PIPE, "<=", 1.0, over=PPE),)),
+        Row("latency_p99", "ping latency p99, ms (1 worker)", ".3f", VS_PPE + VS_FLOOR,
+            (Target("pipe <= 1.2 ms", PIPE, "<=", 1.2, fmt=".3f"),
+             Target("grpc <= 1.5 ms", GRPC, "<=", 1.5, fmt=".3f")))]
+    for w, c in itertools.product(WORKERS, CALLERS):
+        targets = (Target("pipe/PPE >= 3", PIPE, ">=", 3.0, over=PPE),
+                   Target("grpc/bare >= 0.9", GRPC, ">=", 0.9, over=BARE)) \
+            if (w, c) == (2, 64) else ()
+        out.append(Row(tp_row(w, c), f"ping calls/s, {w} workers, {c} caller{'s' * (c > 1)}", ".0f",
+                       VS_PPE + ((GRPC, BARE),), targets))
+    what = "numpy array" if np is not None else "bytes"
+    out += [
+        Row("bytes", f"{p.mb} MB {what} round trip, MB/s (1 worker)", ".0f",
+            VS_PPE + ((PIPE, FLOOR),), (Target("pipe/PPE >= 2", PIPE, ">=", 2.0, over=PPE),)),
+        Row("stream", f"{p.chunks}-chunk stream into trio, chunks/s (cap {p.stream_cap:g} s)",
+            ".0f",
+            ((PIPE, GRPC), (GRPC, BARE)),
+            (Target("pipe >= 200000/s", PIPE, ">=", 200_000, fmt=".0f"),))]
+    for n, mode, _ in p.startup:
+        bound = {"spawned": 6.0, "preload": 1.0}[mode]
+        what = "preload=True" if mode == "preload" else mode
+        out.append(Row(f"startup_{n}_{mode}", f"{n} workers ready, s ({what})", ".2f",
+                       targets=both(f"<= {bound:g} s", "<=", bound) if n == 100 else ()))
+    n = p.mem_workers
+    for kind in ("pss", "uss"):
+        out += [Row(f"{kind}_spawned", f"idle worker {kind.upper()}, MB ({n} workers; "
+                    f"PPE: {multiprocessing.get_start_method()})", ".1f", VS_PPE),
+                Row(f"{kind}_preload", f"idle worker {kind.upper()}, MB ({n} workers, "
+                    f"preload=True)", ".1f", VS_PPE,
+                    both("<= 8 MB", "<=", 8.0, ".1f") if kind == "pss" else ())]
+    out += [
+        Row("fairness", "8 workers x 20 x 0.5 s sleeps, s (ideal 1.5)", ".3f",
+            ((PIPE, 1.5), (GRPC, 1.5))),
+        Row("telemetry_none", "ping calls/s, 2 workers, 16 callers, no telemetry handler",
+            ".0f"),
+        Row("telemetry_handler", "same, a handler on every request event", ".0f"),
+        Row("telemetry_overhead", "telemetry overhead, % (1 - handler/none, paired)", ".1f",
+            targets=both("< 5 %", "<", 5.0, ".1f"))]
+    return out
+
+
+def cell(res: Results, row: Row, peer: str) -> str:
+    v = res.rows.get(row.key, {}).get(peer)
+    if v is None:
+        return ""
+    if "note" in v:
+        return v["note"]
+    f = row.fmt
+    text = f"{v['median']:{f}} ({v['min']:{f}}–{v['max']:{f}})"
+    if v.get("chunks", 0) < v.get("of_chunks", 0):
+        text += f"; {v['chunks']}-chunk streams (time cap)"
+    return text
+
+
+def ratio(res: Results, row: Row, a: str, b: str | float) -> tuple[str, float] | None:
+    num = res.median(row.key, a)
+    den = b if isinstance(b, float) else res.median(row.key, b)
+    if num is None or not den:
+        return None
+    return f"{SHORT[a]}/{'ideal' if isinstance(b, float) else SHORT[b]}", num / den
+
+
+def ratios_cell(res: Results, row: Row) -> str:
+    found = [ratio(res, row, a, b) for a, b in row.ratios]
+    return ", ".join(f"{name} {value:.2f}" for name, value in filter(None, found))
+
+
+def target_value(res: Results, row: Row, t: Target) -> float | None:
+    if t.over is not None:
+        found = ratio(res, row, t.peer, t.over)
+        return None if found is None else found[1]
+    return res.median(row.key, t.peer)
+
+
+def targets_cell(res: Results, row: Row) -> str:
+    parts = []
+    for t in row.targets:
+        if t.peer not in res.rows.get(row.key, {}):
+            continue   # not measured in this run
+        value = target_value(res, row, t)
+        if value is None:
+            parts.append(f"{t.text}: n/a")
+        else:
+            parts.append(f"{t.text}: {value:{t.fmt}} {'✓' if OPS[t.op](value, t.bound) else '✗'}")
+    return "; ".join(parts)
+
+
+def table(res: Results, p: Params) -> str:
+    lines = ["| workload | " + " | ".join(PEERS) + " | ratios (of medians) | target: measured |",
+             "| --- |" + " ---: |" * len(PEERS) + " --- | --- |"]
+    for row in rows(p):
+        if row.key in res.rows:
+            cells = [row.label, *(cell(res, row, peer) for peer in PEERS),
+                     ratios_cell(res, row), targets_cell(res, row)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -- the run ---------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    git = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"],
+                         check=False, capture_output=True, text=True).stdout.strip()
+    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "cpus": os.cpu_count(), "cpu_model": model, "python": sys.version.split()[0],
+            "implementation": platform.python_implementation(), "platform": platform.platform(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "load_avg": [round(x, 2) for x in os.getloadavg()],
+            "numpy": np.__version__ if np is not None else None,
+            "mp_start_method": multiprocessing.get_start_method(), "snakepit_git": git}
+
+
+def header(m: dict[str, Any], p: Params) -> str:
+    return (f"# snakepit benchmarks (benchmarks/run_all.py), {m['date']}\n\n"
+            f"- machine: {m['cpus']} CPUs, {m['cpu_model']}, {m['memory_gb']} GB, "
+            f"{m['platform']}, load average at start {m['load_avg']}\n"
+            f"- Python {m['python']} ({m['implementation']}), numpy {m['numpy']}, "
+            f"multiprocessing start method {m['mp_start_method']}, snakepit {m['snakepit_git']}\n"
+            f"- medians of {p.reps} repetitions (min–max); throughput windows {p.window} s "
+            f"(telemetry {p.telemetry_window} s), {p.n_lat} pings per latency repetition, "
+            f"{p.chunks}-chunk streams (cap {p.stream_cap:g} s each); startup and memory: a "
+            f"fresh pool per repetition\n")
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(steal, total) CPU ticks since boot: steal is time the hypervisor gave elsewhere."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def run_section(name: str, p: Params, res: Results) -> None:
+    log(f"{name} ...")
+    t, (steal, total) = time.perf_counter(), cpu_ticks()
+    try:
+        SECTIONS[name](p, res)
+    finally:
+        steal2, total2 = cpu_ticks()
+        res.sections[name] = {"seconds": round(time.perf_counter() - t, 1), "cpu_steal_pct":
+                              round(100 * (steal2 - steal) / max(1, total2 - total), 1)}
+
+
+def leftovers() -> list[str]:
+    """Child processes still alive at the end (there should be none): reported and stopped."""
+    kids = [c for c in psutil.Process().children(recursive=True)
+            if "resource_tracker" not in " ".join(c.cmdline())]
+    for kid in kids:
+        kid.terminate()
+    psutil.wait_procs(kids, timeout=5)
+    return [f"{c.pid}: {' '.join(c.cmdline())[:120]}" for c in kids]
+
+
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--quick", action="store_true", help="shorter runs (a smoke test)")
-    args = p.parse_args()
-    reps = 2 if args.quick else args.reps
-    seconds = 0.5 if args.quick else 1.5
-    n_lat = 500 if args.quick else 2000
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(),
-                                           "python": sys.version.split()[0]}}
-
-    print(f"\n1. sequential ping latency, 1 worker ({n_lat} calls x {reps} reps), ms")
-    lat_rows = {}
-    for name, fn in [("snakepit/pipe", lambda: trio.run(snakepit_latency, n_lat, "pipe")),
-                     ("snakepit/grpc", lambda: trio.run(snakepit_latency, n_lat)),
-                     ("ProcessPoolExecutor", lambda: ppe_latency(n_lat)),
-                     ("bare grpcio (trio)", lambda: trio.run(bare_grpc_latency, n_lat)),
-                     ("raw pipe echo (floor)", lambda: trio.run(pipe_floor_latency, n_lat))]:
-        runs = [fn() for _ in range(reps)]
-        lat_rows[name] = {"p50": summary([pct(r, 0.5) for r in runs]),
-                          "p99": summary([pct(r, 0.99) for r in runs])}
-        r = lat_rows[name]
-        print(f"  {name:<24} p50 {r['p50']['median']:.3f} ({r['p50']['min']:.3f}-"
-              f"{r['p50']['max']:.3f})  p99 {r['p99']['median']:.3f}")
-    results["latency_ms"] = lat_rows
-
-    print(f"\n2. ping throughput, calls/s ({seconds} s x {reps} reps)")
-    tp: dict[str, Any] = {}
-    for workers in (2, 4):
-        for callers in (1, 8, 64):
-            row = {}
-            for name, fn in [
-                    ("snakepit/pipe", lambda: trio.run(snakepit_throughput, workers, callers,
-                                                       seconds, "pipe")),
-                    ("snakepit/grpc", lambda: trio.run(snakepit_throughput, workers, callers,
-                                                       seconds)),
-                    ("ProcessPoolExecutor", lambda: ppe_throughput(workers, callers, seconds)),
-                    ("multiprocessing.Pool", lambda: mp_throughput(workers, callers, seconds))]:
-                row[name] = summary([fn() for _ in range(reps)])
-            tp[f"{workers}w/{callers}c"] = row
-            cells = "  ".join(f"{k} {v['median']:.0f}" for k, v in row.items())
-            print(f"  {workers} workers, {callers:>2} callers: {cells}")
-    results["throughput"] = tp
-
-    print("\n3. 8 MB round trip, MB/s")
-    mb = {"snakepit/pipe": summary([trio.run(snakepit_bytes, 8, 3, "pipe")
-                                    for _ in range(reps)]),
-          "snakepit/grpc": summary([trio.run(snakepit_bytes, 8, 3) for _ in range(reps)]),
-          "ProcessPoolExecutor": summary([ppe_bytes(8, 3) for _ in range(reps)])}
-    for k, v in mb.items():
-        print(f"  {k:<24} {v['median']:.0f} ({v['min']:.0f}-{v['max']:.0f})")
-    results["bytes_8mb_mb_per_s"] = mb
-
-    n_chunks = 20_000 if args.quick else 100_000
-    print(f"\n4. stream of {n_chunks} chunks into trio, chunks/s")
-    st = {}
-    for transport in ("pipe", "grpc"):
-        st[transport] = summary([trio.run(snakepit_stream, n_chunks, transport)
-                                 for _ in range(reps)])
-        v = st[transport]
-        print(f"  snakepit/{transport:<15} {v['median']:.0f} ({v['min']:.0f}-{v['max']:.0f})")
-    results["stream_chunks_per_s"] = st
-
-    print("\n5/6. startup until all ready (s) and idle memory per worker (MB, median)")
-    startup = {}
-    for n in ((16,) if args.quick else (16, 100)):
-        runs = [trio.run(snakepit_startup, n) for _ in range(max(1, reps // 2))]
-        startup[n] = {"seconds": summary([r[0] for r in runs]),
-                      "pss_mb": summary([r[1] for r in runs]),
-                      "uss_mb": summary([r[2] for r in runs])}
-        s = startup[n]
-        print(f"  snakepit/grpc {n:>3} workers: {s['seconds']['median']:.2f} s, PSS "
-              f"{s['pss_mb']['median']:.1f} MB, USS {s['uss_mb']['median']:.1f} MB")
-    pss, uss = ppe_memory()
-    print(f"  ProcessPoolExecutor worker: PSS {pss:.1f} MB, USS {uss:.1f} MB")
-    results["startup"] = startup
-    results["ppe_worker_memory_mb"] = {"pss": pss, "uss": uss}
-
-    print("\n7. fairness: 8 workers x 20 concurrent 0.5 s sleeps (ideal 1.5 s)")
-    fair = {}
-    for transport in ("pipe", "grpc"):
-        fair[transport] = summary([trio.run(snakepit_fairness, transport) for _ in range(reps)])
-        v = fair[transport]
-        print(f"  snakepit/{transport:<15} {v['median']:.3f} s ({v['min']:.3f}-{v['max']:.3f})")
-    results["fairness_s"] = fair
-
-    out = Path(__file__).parent / "results" / "run_all.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str))
-    print(f"\nwrote {out}  (telemetry overhead: benchmarks/telemetry_overhead.py)")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5; quick 2)")
+    ap.add_argument("--quick", action="store_true", help="fewer, shorter runs (a smoke test)")
+    ap.add_argument("--only", default=",".join(SECTIONS),
+                    help=f"comma-separated sections (default all: {','.join(SECTIONS)})")
+    args = ap.parse_args()
+    unknown = set(args.only.split(",")) - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
+    p = QUICK if args.quick else Params()
+    if args.reps is not None:
+        p = Params(**{**asdict(p), "reps": args.reps})
+    res = Results()
+    facts = machine()
+    print(header(facts, p), flush=True)
+    try:
+        for name in args.only.split(","):
+            run_section(name, p, res)
+    finally:
+        left = leftovers()
+        if left:
+            log(f"WARNING: {len(left)} child process(es) were still running: {left}")
+        report = table(res, p)
+        print(report)
+        out = HERE / "results" / f"run_all-{datetime.datetime.now():%Y%m%d-%H%M%S}.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps({
+            "machine": facts, "params": asdict(p), "rows": res.rows, "errors": res.errors,
+            "sections": res.sections, "total_s": round(time.perf_counter() - START, 1),
+            "leftover_processes": left, "table": report,
+            "latency_samples_ms": res.latency_samples_ms}, indent=1))
+        spent = ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in res.sections.items())
+        steal = max((v["cpu_steal_pct"] for v in res.sections.values()), default=0.0)
+        print(f"\nsections: {spent}; total {time.perf_counter() - START:.0f} s; CPU steal "
+              f"at most {steal} % in a section\nraw numbers: {out}")
 
 
 if __name__ == "__main__":
