@@ -16,7 +16,7 @@ import trio
 import snakepit
 from snakepit.pool.process_registry import ProcessRegistry
 
-pytestmark = pytest.mark.both_transports
+TRANSPORT = "pipe"   # preload=True forks pipe workers only (ADR 0003)
 
 
 def gone(pid):
@@ -40,7 +40,7 @@ def ready_pids(app):
 
 
 async def test_workers_are_forked_recorded_and_reaped(make_config, tmp_path):
-    async with snakepit.start(make_config(size=3, preload=True)) as app:
+    async with snakepit.start(make_config(size=3, preload=True, transport=TRANSPORT)) as app:
         pids = ready_pids(app)
         parents = {psutil.Process(pid).ppid() for pid in pids}
         assert len(parents) == 1
@@ -68,7 +68,7 @@ async def test_workers_are_forked_recorded_and_reaped(make_config, tmp_path):
 
 
 async def test_a_dead_zygote_takes_its_workers_with_it_and_comes_back(make_config):
-    async with snakepit.start(make_config(size=2, preload=True)) as app:
+    async with snakepit.start(make_config(size=2, preload=True, transport=TRANSPORT)) as app:
         pids = ready_pids(app)
         zygote = psutil.Process(pids[0]).ppid()
         os.kill(zygote, signal.SIGKILL)
@@ -94,8 +94,8 @@ trio.run(main)
 """
 
 
-def test_host_kill_9_takes_the_zygote_and_its_workers_down(tmp_path, transport):
-    host = subprocess.Popen([sys.executable, "-c", HOST_SCRIPT, str(tmp_path), transport],
+def test_host_kill_9_takes_the_zygote_and_its_workers_down(tmp_path):
+    host = subprocess.Popen([sys.executable, "-c", HOST_SCRIPT, str(tmp_path), TRANSPORT],
                             stdout=subprocess.PIPE)
     pids = []
     try:
