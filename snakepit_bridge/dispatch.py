@@ -16,7 +16,7 @@ import contextvars
 import functools
 import threading
 import traceback
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncGenerator, AsyncIterator, Callable
 
 import attrs
 
@@ -191,7 +191,8 @@ class ToolDispatcher:
             return
         yield pb.ToolChunk(chunk_id=chunk_id + 1, is_final=True)
 
-    async def _stream_tool(self, req: pb.ExecuteRequest) -> AsyncIterator[pb.ToolChunk]:
+    async def _stream_tool(self, req: pb.ExecuteRequest
+                           ) -> AsyncGenerator[pb.ToolChunk, None]:
         tool, kwargs, cancel = self._prepare(req, True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + req.timeout if req.timeout > 0 else None

@@ -178,10 +178,12 @@ class WorkerProcess:
 
     @property
     def returncode(self) -> int | None:
-        return self.proc.returncode
+        code: int | None = self.proc.returncode
+        return code
 
     async def wait(self) -> int:
-        return await self.proc.wait()
+        code: int = await self.proc.wait()
+        return code
 
     def _signal_group(self, sig: int) -> None:
         try:
@@ -204,7 +206,7 @@ class WorkerProcess:
                 await self.proc.wait()
         # Always: the leader may be gone while grandchildren in its group live on.
         self._signal_group(signal.SIGKILL)
-        code = await self.proc.wait()
+        code: int = await self.proc.wait()
         with trio.move_on_after(1.0):
             await self._pumps_done.wait()
         for scope in self._pump_scopes:   # a stray grandchild may hold the pipes open

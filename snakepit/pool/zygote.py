@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import socket
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import trio
@@ -57,7 +57,7 @@ class ForkedProcess:
 
 def _running(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
@@ -100,7 +100,7 @@ class Zygote:
             else:
                 child._set_exit(int(message["code"]))
             return
-        entry = self._replies.pop(message.get("id"), None)
+        entry = self._replies.pop(int(message.get("id", 0)), None)
         if entry is not None:
             entry[1].append(message)
             entry[0].set()
@@ -113,7 +113,7 @@ class Zygote:
                                    f"'python -m snakepit_bridge' workers, got {argv[:3]!r}")
         args = argv[3:]
         remap: dict[str, int] = {}
-        fds = []
+        fds: list[int] = []
         for flag in REMAPPED_FLAGS:
             if flag in args:
                 fd = int(args[args.index(flag) + 1])
@@ -127,7 +127,7 @@ class Zygote:
         mine = (stdin_w, stdout_r, stderr_r)
         try:
             rid = next(self._ids)
-            event, box = trio.Event(), []
+            event, box = trio.Event(), cast(list[dict[str, Any]], [])
             self._replies[rid] = (event, box)
             message = json.dumps({"op": "fork", "id": rid, "argv": args, "env": env,
                                   "cwd": cwd, "remap": remap}).encode()
