@@ -78,11 +78,11 @@ class Params:
     window: float = 0.4               # seconds per throughput measurement
     n_lat: int = 1000                 # sequential pings per latency repetition
     chunks: int = 100_000
-    # (workers, mode, transports). 100 workers on pipe only: 100 spawned grpc workers would add
-    # ~2 min (5 x 20 s); preload=True forks pipe workers only (ADR 0003)
+    # (workers, mode, transports). 100 spawned workers on pipe only: 100 spawned grpc workers
+    # would add ~2 min (5 x 20 s)
     startup: tuple[tuple[int, str, tuple[str, ...]], ...] = (
-        (16, "spawned", ("pipe", "grpc")), (16, "preload", ("pipe",)),
-        (100, "spawned", ("pipe",)), (100, "preload", ("pipe",)))
+        (16, "spawned", ("pipe", "grpc")), (16, "preload", ("pipe", "grpc")),
+        (100, "spawned", ("pipe",)), (100, "preload", ("pipe", "grpc")))
     mem_workers: int = 16             # idle memory is read in the pools of this size
     telemetry_window: float = 2.0     # seconds per telemetry measurement (one of a pair)
     stream_cap: float = 5.0           # seconds per stream repetition, about (see above)
@@ -91,7 +91,7 @@ class Params:
 
 
 QUICK = Params(reps=2, window=0.25, n_lat=300, chunks=20_000,
-               startup=((16, "spawned", ("pipe", "grpc")), (16, "preload", ("pipe",))),
+               startup=((16, "spawned", ("pipe", "grpc")), (16, "preload", ("pipe", "grpc"))),
                telemetry_window=0.3, stream_cap=2.0)
 
 

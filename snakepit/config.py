@@ -174,12 +174,6 @@ class PoolConfig:
             raise _fail("PoolConfig", "preload", self.preload,
                         f"False for {type(self.adapter).__name__} (only Python workers are "
                         f"forked from a zygote)")
-        if self.preload and self.resolved_transport != "pipe":
-            # Forked gRPC servers: in the benchmark ~40 % of 100 forked grpc workers never
-            # became ready (ADR 0003); pipe workers never failed.
-            raise _fail("PoolConfig", "preload", self.preload,
-                        "False with transport='grpc' (zygote-forked workers speak the pipe "
-                        "transport only)")
         if self.heartbeat.timeout < self.heartbeat.interval:
             raise _fail("HeartbeatConfig", "timeout", self.heartbeat.timeout,
                         f"a number of seconds >= interval ({self.heartbeat.interval})")

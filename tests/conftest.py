@@ -64,7 +64,9 @@ def transport():
 
 
 def pytest_generate_tests(metafunc):
-    if "transport" in metafunc.fixturenames and \
+    chosen = any(m.args and m.args[0] == "transport"
+                 for m in metafunc.definition.iter_markers("parametrize"))
+    if "transport" in metafunc.fixturenames and not chosen and \
             metafunc.definition.get_closest_marker("both_transports"):
         metafunc.parametrize("transport", ["grpc", "pipe"])
 

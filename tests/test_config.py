@@ -44,7 +44,7 @@ def test_defaults_match_design():
     ({"threads_per_worker": 4}, "threads_per_worker"), ({"transport": "carrier-pigeon"},
                                                         "transport"),
     ({"python": ""}, "python"), ({"required": "yes"}, "required"),
-    ({"preload": "yes"}, "preload"), ({"preload": True, "transport": "grpc"}, "preload"),
+    ({"preload": "yes"}, "preload"),
     ({"preload": True, "adapter": snakepit.adapters.CommandAdapter(argv=["./w"])}, "preload"),
 ])
 def test_bad_pool_values_name_the_field(kw, field):

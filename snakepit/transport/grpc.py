@@ -9,6 +9,8 @@ buffering without bound; leaving the stream block early cancels the RPC.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import queue
 from contextlib import asynccontextmanager
@@ -72,6 +74,10 @@ class GrpcTransport:
         self._stub = pbg.WorkerServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._token = trio.lowlevel.current_trio_token()
         self._closed = False
+        # A stream's pump holds a thread for the stream's whole life (the telemetry stream:
+        # the worker's). On trio's default limiter (40 threads) 40 workers' pumps would starve
+        # every other to_thread call in the process (session saves, channel closes, streams).
+        self._pumps = trio.CapacityLimiter(math.inf)
 
     async def _unary(self, method: str, request: Any, timeout: float | None = None) -> Any:
         if self._closed:
@@ -134,7 +140,8 @@ class GrpcTransport:
         call = self._stub.ExecuteStream(request, metadata=self._metadata)
         send, recv = trio.open_memory_channel[Any](STREAM_BUFFER)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.to_thread.run_sync, _pump, call, send)
+            nursery.start_soon(functools.partial(trio.to_thread.run_sync, _pump, call, send,
+                                                 limiter=self._pumps))
             try:
                 yield _Messages(recv, self.address)
             finally:
@@ -151,7 +158,8 @@ class GrpcTransport:
         call = self._stub.StreamTelemetry(iter(controls.get, None), metadata=self._metadata)
         send, recv = trio.open_memory_channel[Any](STREAM_BUFFER)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.to_thread.run_sync, _pump, call, send)
+            nursery.start_soon(functools.partial(trio.to_thread.run_sync, _pump, call, send,
+                                                 limiter=self._pumps))
             try:
                 yield TelemetryStream(controls, _Messages(recv, self.address))
             finally:

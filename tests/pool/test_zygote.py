@@ -16,7 +16,7 @@ import trio
 import snakepit
 from snakepit.pool.process_registry import ProcessRegistry
 
-TRANSPORT = "pipe"   # preload=True forks pipe workers only (ADR 0003)
+pytestmark = pytest.mark.both_transports
 
 
 def gone(pid):
@@ -40,7 +40,7 @@ def ready_pids(app):
 
 
 async def test_workers_are_forked_recorded_and_reaped(make_config, tmp_path):
-    async with snakepit.start(make_config(size=3, preload=True, transport=TRANSPORT)) as app:
+    async with snakepit.start(make_config(size=3, preload=True)) as app:
         pids = ready_pids(app)
         parents = {psutil.Process(pid).ppid() for pid in pids}
         assert len(parents) == 1
@@ -68,7 +68,7 @@ async def test_workers_are_forked_recorded_and_reaped(make_config, tmp_path):
 
 
 async def test_a_dead_zygote_takes_its_workers_with_it_and_comes_back(make_config):
-    async with snakepit.start(make_config(size=2, preload=True, transport=TRANSPORT)) as app:
+    async with snakepit.start(make_config(size=2, preload=True)) as app:
         pids = ready_pids(app)
         zygote = psutil.Process(pids[0]).ppid()
         os.kill(zygote, signal.SIGKILL)
@@ -77,6 +77,21 @@ async def test_a_dead_zygote_takes_its_workers_with_it_and_comes_back(make_confi
         new = ready_pids(app)
         assert psutil.Process(new[0]).ppid() not in (zygote, os.getpid())
         assert await app.execute("add", {"a": 2, "b": 3}) == 5
+
+
+@pytest.mark.parametrize("transport", ["grpc"])
+async def test_many_grpc_workers_leave_threads_for_everyone_else(make_config, transport):
+    # Each gRPC worker's telemetry stream holds a pump thread for its whole life. On trio's
+    # default limiter (40) 45 workers starved every other to_thread call: this start hung.
+    async with snakepit.start(make_config(size=45, preload=True, transport="grpc",
+                                          startup_batch_size=45, startup_timeout=60)) as app:
+        with trio.fail_after(20):
+            runtime = app._host.registry.whereis(("pool_runtime", "default"))
+            await wait_for(lambda: all(w.telemetry_stream is not None
+                                       for w in runtime.workers.values()))
+            assert await trio.to_thread.run_sync(lambda: 42) == 42
+            async with app.stream("stream_data", {"count": 3}) as chunks:
+                assert len([c async for c in chunks]) >= 3
 
 
 HOST_SCRIPT = """
@@ -94,8 +109,8 @@ trio.run(main)
 """
 
 
-def test_host_kill_9_takes_the_zygote_and_its_workers_down(tmp_path):
-    host = subprocess.Popen([sys.executable, "-c", HOST_SCRIPT, str(tmp_path), TRANSPORT],
+def test_host_kill_9_takes_the_zygote_and_its_workers_down(tmp_path, transport):
+    host = subprocess.Popen([sys.executable, "-c", HOST_SCRIPT, str(tmp_path), transport],
                             stdout=subprocess.PIPE)
     pids = []
     try:
