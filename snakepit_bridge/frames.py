@@ -17,6 +17,17 @@ from snakepit_bridge.proto import bridge_pb2 as pb
 HEADER = struct.Struct("<I")
 MAX_FRAME = 256 * 1024 * 1024
 
+# The worker's calls into the host: HostService method -> (request kind, reply kind). The host
+# answers a request kind with its handler's method of the same name.
+HOST_CALLS = {
+    "CallHostTool": ("call_host_tool", "result"),
+    "ListHostTools": ("list_host_tools", "host_tools"),
+    "GetVariable": ("get_variable", "variable"),
+    "SetVariable": ("set_variable", "variable"),
+    "GetProgram": ("get_program", "program"),
+    "StoreProgram": ("store_program", "program"),
+}
+
 
 def _varint(n: int) -> bytes:
     out = bytearray()

@@ -23,21 +23,11 @@ from google.protobuf.message import DecodeError
 
 from snakepit_bridge import frames, shm, telemetry
 from snakepit_bridge.context import HostToolError
-from snakepit_bridge.frames import HEADER, MAX_FRAME
+from snakepit_bridge.frames import HEADER, HOST_CALLS, MAX_FRAME
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 log = logging.getLogger("snakepit_bridge.pipe")
 
-
-# HostService method -> (request kind, reply kind)
-HOST_CALLS = {
-    "CallHostTool": ("call_host_tool", "result"),
-    "ListHostTools": ("list_host_tools", "host_tools"),
-    "GetVariable": ("get_variable", "variable"),
-    "SetVariable": ("set_variable", "variable"),
-    "GetProgram": ("get_program", "program"),
-    "StoreProgram": ("store_program", "program"),
-}
 HOST_REPLIES = frozenset(reply for _, reply in HOST_CALLS.values()) | {"error"}
 
 

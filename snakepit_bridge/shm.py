@@ -57,11 +57,9 @@ class Segments:
         names: list[str] = []
         try:
             for blob in blobs.values():
-                if blob.ByteSize() < THRESHOLD:
+                if blob.ByteSize() < THRESHOLD:   # sized without reading the data out
                     continue
                 data = blob.data   # upb copies on every access: once
-                if len(data) < THRESHOLD:
-                    continue
                 name = f"{self.prefix}{next(_numbers)}"
                 _write(name, data)
                 names.append(name)

@@ -19,23 +19,15 @@ import trio
 
 from snakepit.errors import RequestTimeout, TransportError, WorkerCrashed
 from snakepit_bridge import frames, shm
-from snakepit_bridge.frames import HEADER, MAX_FRAME
+from snakepit_bridge.frames import HEADER, HOST_CALLS, MAX_FRAME
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 WINDOW = 64          # stream chunks in flight
 REFILL = WINDOW // 2
 TELEMETRY_BUFFER = 1000
 _transports = itertools.count(1)
-
-# worker -> host request kinds: (handler method, reply kind)
-HOST_REQUESTS = {
-    "call_host_tool": ("call_host_tool", "result"),
-    "list_host_tools": ("list_host_tools", "host_tools"),
-    "get_variable": ("get_variable", "variable"),
-    "set_variable": ("set_variable", "variable"),
-    "get_program": ("get_program", "program"),
-    "store_program": ("store_program", "program"),
-}
+# worker -> host request kind -> reply kind; the handler's method has the request's name
+HOST_REQUESTS = dict(HOST_CALLS.values())
 
 
 class _Slot:
@@ -158,13 +150,13 @@ class PipeTransport:
 
     async def _answer(self, frame: pb.Frame, kind: str) -> None:
         """A worker's call into the host: the handler's reply, under the request's id."""
-        method, reply_kind = HOST_REQUESTS[kind]
+        reply_kind = HOST_REQUESTS[kind]
         if self._handler is None:
             reply_kind, answer = "error", pb.ErrorInfo(
                 category="host", type="NoHost", message="this pool has no host services")
         else:
             try:
-                answer = await getattr(self._handler, method)(getattr(frame, kind))
+                answer = await getattr(self._handler, kind)(getattr(frame, kind))
             except Exception as exc:  # the handler answers errors itself; this is a bug
                 reply_kind, answer = "error", pb.ErrorInfo(
                     category="host", type=type(exc).__name__, message=str(exc))
