@@ -97,7 +97,7 @@ class WorkerServicer(pbg.WorkerServiceServicer):  # type: ignore[misc]
         self.lifetime.last_heartbeat = time.monotonic()
         return pb.HeartbeatResponse(seq=request.seq, worker_id=self.opts.worker_id,
                                     in_flight=self.d.in_flight, rss_bytes=_rss(),
-                                    timestamp=time.time())
+                                    timestamp=time.time(), running=list(self.d.running))
 
     async def Ping(self, request: Any, context: Any) -> Any:
         return self._ping(request)
