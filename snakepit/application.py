@@ -56,17 +56,14 @@ class HostContext:
             self.telemetry.execute(event, measurements, metadata)
 
     def make_runtime(self, config: PoolConfig) -> PoolRuntime:
-        return PoolRuntime(config, spawn=functools.partial(self.spawn, config),
+        """A pool's runtime; called as the pool starts, after the host's services."""
+        from snakepit.pool.launch import LaunchContext, spawn_worker, start_zygote
+        launch = LaunchContext(secret=self.secret, host_address=self.host_address,
+                               shm_prefix=self.shm_prefix, log_level=self.config.log_level,
+                               process_registry=self.process_registry)
+        return PoolRuntime(config, spawn=functools.partial(spawn_worker, launch, config),
                            connect=self.connect, emit=self.emit,
-                           start_zygote=self.start_zygote)
-
-    async def spawn(self, config: PoolConfig, worker: Worker, nursery: trio.Nursery) -> Any:
-        from snakepit.pool.launch import spawn_worker
-        return await spawn_worker(self, config, worker, nursery)
-
-    async def start_zygote(self, runtime: PoolRuntime, nursery: trio.Nursery) -> Any:
-        from snakepit.pool.launch import start_zygote
-        return await start_zygote(self, runtime, nursery)
+                           start_zygote=functools.partial(start_zygote, launch))
 
     def connect(self, worker: Worker) -> Any:
         if worker.runtime.config.resolved_transport == "pipe":

@@ -59,8 +59,10 @@ TEST_ADAPTERS = Path(__file__).resolve().parent / "pool"   # pool_adapters.py li
 
 @pytest.fixture
 def transport():
-    """The pool transport; tests marked ``both_transports`` run over each."""
-    return "grpc"
+    """The pool transport: what users get ("auto": pipe for Python workers). Behaviour is tested
+    once, on it; what each transport must do is tests/transport/test_conformance.py, and tests
+    marked ``both_transports`` (transport-specific machinery) run over each."""
+    return "auto"
 
 
 def pytest_generate_tests(metafunc):

@@ -34,3 +34,16 @@ def test_imports_point_one_way(package, forbidden, allowed):
                     continue
                 bad.append(f"{path.relative_to(ROOT)} imports {mod}")
     assert not bad, bad
+
+
+@pytest.mark.parametrize("package", ["snakepit/pool", "snakepit/transport"])
+def test_pool_and_transport_do_not_reach_up(package):
+    """The pool and its transports sit below the application and its facade: they are given
+    what they need (a LaunchContext, hooks, the registry), they never import it."""
+    above = ("snakepit.application", "snakepit.api", "snakepit.cli", "snakepit.admin")
+    bad = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for mod in imported_modules(path):
+            if any(mod == a or mod.startswith(a + ".") for a in above):
+                bad.append(f"{path.relative_to(ROOT)} imports {mod}")
+    assert not bad, bad

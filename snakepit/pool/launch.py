@@ -6,6 +6,7 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
 from snakepit.adapters.base import LaunchOptions
@@ -16,7 +17,7 @@ from snakepit.pool.zygote import Zygote
 from snakepit_bridge import shm
 
 if TYPE_CHECKING:
-    from snakepit.application import HostContext
+    from snakepit.pool.process_registry import ProcessRegistry
     from snakepit.pool.runtime import PoolRuntime
     from snakepit.pool.worker import Worker
 
@@ -38,10 +39,22 @@ def worker_env(config: PoolConfig, adapter: Any, opts: LaunchOptions, secret: st
     return env
 
 
-def _options(host: "HostContext", config: PoolConfig, worker_id: str, capacity: int,
+@attrs.frozen
+class LaunchContext:
+    """What launching a pool's workers needs from the host: fixed once the host's services
+    are up (the pools start after them), handed to each pool's runtime."""
+
+    secret: str
+    host_address: str
+    shm_prefix: str
+    log_level: str
+    process_registry: "ProcessRegistry | None" = None
+
+
+def _options(host: LaunchContext, config: PoolConfig, worker_id: str, capacity: int,
              ready_fd: int, pipe_fd: int | None) -> LaunchOptions:
     hb = config.heartbeat
-    level = host.config.log_level
+    level = host.log_level
     return LaunchOptions(
         pipe_fd=pipe_fd, worker_id=worker_id, host_address=host.host_address, ready_fd=ready_fd,
         max_concurrency=capacity, log_level="error" if level == "none" else level,
@@ -49,7 +62,7 @@ def _options(host: "HostContext", config: PoolConfig, worker_id: str, capacity: 
         shutdown_grace=config.shutdown_grace)
 
 
-async def spawn_worker(host: "HostContext", config: PoolConfig, worker: "Worker",
+async def spawn_worker(host: LaunchContext, config: PoolConfig, worker: "Worker",
                        nursery: trio.Nursery) -> WorkerProcess:
     runtime = worker.runtime
     adapter = runtime.adapter
@@ -82,7 +95,7 @@ async def spawn_worker(host: "HostContext", config: PoolConfig, worker: "Worker"
     return process
 
 
-async def start_zygote(host: "HostContext", runtime: "PoolRuntime", nursery: trio.Nursery
+async def start_zygote(host: LaunchContext, runtime: "PoolRuntime", nursery: trio.Nursery
                        ) -> Zygote:
     """Start the pool's zygote (``preload=True``) and wait until it has imported everything."""
     config, adapter = runtime.config, runtime.adapter

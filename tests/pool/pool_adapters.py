@@ -24,6 +24,13 @@ class MisbehavingAdapter(BaseAdapter):
         return seconds
 
     @tool
+    def block_on(self, path: str) -> str:
+        """A sync tool that ignores cancellation (like model inference): it blocks until the
+        test writes to the FIFO at ``path``."""
+        with open(path) as fifo:
+            return fifo.read()
+
+    @tool
     def freeze(self) -> None:
         """Stop the whole process (no heartbeats, nothing) until SIGCONT."""
         os.kill(os.getpid(), signal.SIGSTOP)

@@ -11,7 +11,6 @@ import snakepit
 from snakepit import errors
 
 
-pytestmark = pytest.mark.both_transports
 
 
 async def _worker_of(app, session_id):

@@ -12,7 +12,6 @@ import snakepit
 from snakepit import errors
 
 
-pytestmark = pytest.mark.both_transports
 
 
 async def test_start_ready_stats_and_shutdown_reaps(make_config):

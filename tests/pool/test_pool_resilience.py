@@ -13,7 +13,6 @@ import snakepit
 from snakepit import errors
 
 
-pytestmark = pytest.mark.both_transports
 
 
 async def wait_for(predicate, timeout=15.0):

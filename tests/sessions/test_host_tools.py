@@ -9,7 +9,6 @@ import snakepit
 from snakepit import errors
 
 
-pytestmark = pytest.mark.both_transports
 
 HOSTCALLS = "pool_adapters:HostCallsAdapter"
 

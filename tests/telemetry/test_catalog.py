@@ -9,7 +9,6 @@ import trio
 import snakepit
 from snakepit import errors, telemetry
 
-pytestmark = pytest.mark.both_transports
 
 # event -> (measurement keys, metadata keys) that docs/telemetry.md promises
 CATALOG = {

@@ -8,7 +8,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import snakepit
 
-pytestmark = pytest.mark.both_transports
 
 EXPORTER = InMemorySpanExporter()
 

@@ -1,0 +1,111 @@
+"""What every Transport must do, checked against each implementation over a real worker.
+
+The pool is tested once, on the default transport; this suite is where the transports are
+held to the same contract (the model is trio's ``check_two_way_stream``): one table of calls,
+the same answers, the same errors, cancellation that reaches the worker, streams that end
+early without hurting the next call, and a closed transport that fails with WorkerCrashed.
+"""
+
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+import snakepit
+from snakepit.errors import RequestTimeout, WorkerCrashed
+from snakepit.transport.base import Transport
+from snakepit_bridge.proto import bridge_pb2 as pb
+
+pytestmark = pytest.mark.parametrize("transport", ["grpc", "pipe"])
+
+
+@asynccontextmanager
+async def transport_of(make_config):
+    """The transport of a live worker of a one-worker pool (heartbeats off: the test is the
+    only caller)."""
+    config = make_config(size=1, heartbeat=snakepit.HeartbeatConfig(interval=3600.0, timeout=3600.0),
+                         shutdown_grace=1.0)
+    async with snakepit.start(config) as app:
+        [worker] = app.pool().runtime.workers.values()
+        t: Transport = worker.transport
+        yield t
+
+
+def request(tool, args=b"{}", rid="r1", timeout=0.0):
+    return pb.ExecuteRequest(request_id=rid, tool=tool, args_json=args, timeout=timeout,
+                             correlation_id="c1")
+
+
+async def test_unary_calls(make_config, transport):
+    async with transport_of(make_config) as t:
+        pong = await t.ping()
+        assert pong.pid > 0 and pong.worker_id == "default-1"
+        beat = await t.heartbeat(7)
+        assert beat.seq == 7 and list(beat.running) == []
+        tools = {tool.name for tool in (await t.describe()).tools}
+        assert {"add", "echo", "stream_progress"} <= tools
+        ok = await t.execute(request("add", b'{"a": 2, "b": 3}'))
+        assert ok.success and ok.result_json == b"5"
+        bad = await t.execute(request("no_such_tool"))
+        assert not bad.success and bad.error.category == "unknown_tool"
+        raised = await t.execute(request("error_demo", b'{"error_type": "value"}'))
+        assert not raised.success and raised.error.category == "tool"
+        assert (await t.init_session("s1")).created
+        assert (await t.end_session("s1")).existed
+
+
+async def test_cancellation_reaches_the_worker(make_config, transport):
+    async with transport_of(make_config) as t:
+        with trio.move_on_after(0.3):
+            await t.execute(request("sleep", b'{"seconds": 30}', rid="slow"))
+        # The worker lists the request until the tool saw its cancellation and returned.
+        with trio.fail_after(10):
+            while "slow" in (await t.heartbeat(1)).running:
+                await trio.sleep(0.02)
+        ok = await t.execute(request("add", b'{"a": 1, "b": 1}', rid="next"))
+        assert ok.result_json == b"2"
+
+
+async def test_backstop_deadline(make_config, transport, monkeypatch):
+    """A worker that never answers still ends the call: timeout + EXECUTE_BACKSTOP."""
+    from snakepit.transport import base
+    monkeypatch.setattr(base, "EXECUTE_BACKSTOP", 0.2)
+    async with transport_of(make_config) as t:
+        with pytest.raises(RequestTimeout):
+            await t.execute(request("sleep", b'{"seconds": 30}', rid="bs"), timeout=0.1)
+
+
+async def test_streams(make_config, transport):
+    async with transport_of(make_config) as t:
+        async with t.stream(request("stream_progress", b'{"steps": 5, "delay_ms": 0}', rid="s")) as chunks:
+            got = [c async for c in chunks]
+        assert [c.chunk_id for c in got] == list(range(1, len(got) + 1))
+        assert got[-1].is_final and not any(c.is_final for c in got[:-1])
+        for rid in ("early1", "early2"):   # leaving early does not hurt the next stream
+            async with t.stream(request("stream_progress", b'{"steps": 1000, "delay_ms": 1}',
+                                        rid=rid)) as chunks:
+                async for c in chunks:
+                    break
+        async with t.stream(request("stream_progress", b'{"steps": 3, "delay_ms": 0}', rid="s2")) as chunks:
+            assert len([c async for c in chunks]) >= 3
+
+
+async def test_telemetry_channel(make_config, transport):
+    async with transport_of(make_config) as t:
+        control = pb.TelemetryControl(enabled=True, sampling_rate=1.0)
+        async with t.telemetry(control) as channel:
+            channel.send(control)
+            await t.execute(request("add", b'{"a": 1, "b": 2}', rid="tel"))
+            with trio.fail_after(10):
+                async for event in channel.events:
+                    if list(event.event)[:1] != ["telemetry"]:
+                        break
+
+
+async def test_closed_transport_fails_with_worker_crashed(make_config, transport):
+    async with transport_of(make_config) as t:
+        await t.aclose()
+        with pytest.raises(WorkerCrashed):
+            await t.ping()
+        with pytest.raises(WorkerCrashed):
+            await t.execute(request("add", b'{"a": 1, "b": 2}'))
