@@ -29,7 +29,7 @@ runtimes:
 	else echo "ruby with grpc is missing and we are not root: Ruby worker tests will skip"; fi
 
 test: $(STAMP) runtimes
-	$(PY) -m mypy snakepit/otp snakepit/__init__.py
+	$(PY) -m mypy snakepit/otp snakepit/__init__.py snakepit_bridge
 	$(PY) -m pytest
 
 bench: $(STAMP)
