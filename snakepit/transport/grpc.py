@@ -26,11 +26,11 @@ from snakepit.errors import RequestTimeout, SnakepitError, TransportError, Worke
 from snakepit_bridge.proto import bridge_pb2 as pb  # noqa: E402
 from snakepit_bridge.proto import bridge_pb2_grpc as pbg  # noqa: E402
 
-SECRET_HEADER = "x-snakepit-secret"
-MAX_MESSAGE = 256 * 1024 * 1024
-CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE),
-                   ("grpc.max_receive_message_length", MAX_MESSAGE),
-                   ("grpc.enable_retries", 0)]
+from snakepit_bridge.protocol import (DEADLINE_BACKSTOP, DESCRIBE_TIMEOUT,  # noqa: E402
+                                      GRPC_MESSAGE_OPTIONS, PING_TIMEOUT, SECRET_HEADER,
+                                      SESSION_TIMEOUT)
+
+CHANNEL_OPTIONS = [*GRPC_MESSAGE_OPTIONS, ("grpc.enable_retries", 0)]
 STREAM_BUFFER = 64
 
 _CRASH_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
@@ -112,26 +112,26 @@ class GrpcTransport:
             raise map_rpc_error(exc, self.address, method) from None
 
     async def ping(self) -> Any:
-        return await self._unary("Ping", pb.PingRequest(message="ping"), timeout=10.0)
+        return await self._unary("Ping", pb.PingRequest(message="ping"), timeout=PING_TIMEOUT)
 
     async def heartbeat(self, seq: int) -> Any:
         return await self._unary("Heartbeat", pb.HeartbeatRequest(seq=seq))
 
     async def describe(self) -> Any:
-        return await self._unary("Describe", pb.DescribeRequest(), timeout=30.0)
+        return await self._unary("Describe", pb.DescribeRequest(), timeout=DESCRIBE_TIMEOUT)
 
     async def execute(self, request: Any, *, timeout: float | None = None) -> Any:
         # The grpc deadline is a backstop a little after the caller's own timeout.
         return await self._unary("Execute", request,
-                                 timeout=None if timeout is None else timeout + 5.0)
+                                 timeout=None if timeout is None else timeout + DEADLINE_BACKSTOP)
 
     async def init_session(self, session_id: str, metadata_json: bytes = b"") -> Any:
         return await self._unary("InitSession", pb.InitSessionRequest(
-            session_id=session_id, metadata_json=metadata_json), timeout=30.0)
+            session_id=session_id, metadata_json=metadata_json), timeout=SESSION_TIMEOUT)
 
     async def end_session(self, session_id: str) -> Any:
         return await self._unary("EndSession", pb.EndSessionRequest(session_id=session_id),
-                                 timeout=30.0)
+                                 timeout=SESSION_TIMEOUT)
 
     @asynccontextmanager
     async def stream(self, request: Any) -> AsyncIterator[AsyncIterator[Any]]:
