@@ -1,8 +1,6 @@
 """The worker's side of the pipe transport, driven by raw frames over a real socketpair."""
 
 import os
-import socket
-import struct
 import time
 import uuid
 from pathlib import Path
@@ -11,41 +9,13 @@ import pytest
 
 from snakepit_bridge import shm
 from snakepit_bridge.proto import bridge_pb2 as pb
-from worker_proc import popen, read_ready, reap
-
-HEADER = struct.Struct("<I")
-
-
-def send(sock, frame=None, raw=None):
-    data = frame.SerializeToString() if frame is not None else raw
-    sock.sendall(HEADER.pack(len(data)) + data)
-
-
-def recv(sock, timeout=10.0):
-    sock.settimeout(timeout)
-    buf = b""
-    while len(buf) < HEADER.size:
-        buf += sock.recv(HEADER.size - len(buf))
-    (size,) = HEADER.unpack(buf)
-    body = b""
-    while len(body) < size:
-        body += sock.recv(size - len(body))
-    return pb.Frame.FromString(body)
+from worker_proc import HEADER, pipe_worker as spawn_pipe_worker, recv, send
 
 
 @pytest.fixture
 def pipe_worker():
-    host, child = socket.socketpair()
-    proc, r = popen("snakepit_bridge.adapters.showcase:ShowcaseAdapter",
-                    "--pipe-fd", str(child.fileno()), pass_fds=(child.fileno(),))
-    child.close()
-    try:
-        info = read_ready(r)
-        assert info is not None and info["transport"] == "pipe", proc.stderr.read().decode()
+    with spawn_pipe_worker() as (proc, host):
         yield proc, host
-    finally:
-        reap(proc)
-        host.close()
 
 
 def wait_exit(proc, timeout=10.0):
@@ -166,17 +136,8 @@ def shm_run(tmp_path):
 @pytest.fixture
 def shm_pipe_worker(shm_run):
     run, _ = shm_run
-    host, child = socket.socketpair()
-    proc, r = popen("snakepit_bridge.adapters.showcase:ShowcaseAdapter",
-                    "--pipe-fd", str(child.fileno()), pass_fds=(child.fileno(),),
-                    env={shm.PREFIX_ENV: run})
-    child.close()
-    try:
-        assert read_ready(r) is not None, proc.stderr.read().decode()
+    with spawn_pipe_worker(env={shm.PREFIX_ENV: run}) as (proc, host):
         yield proc, host
-    finally:
-        reap(proc)
-        host.close()
 
 
 @pytest.mark.skipif(not shm.available(), reason="needs a writable /dev/shm")
