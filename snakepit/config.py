@@ -139,6 +139,10 @@ class PoolConfig:
     worker_max_memory_mb: float | None = attrs.field(default=None, validator=_number(
         "PoolConfig", strict=True, optional=True))
     shutdown_grace: float = attrs.field(default=6.0, validator=_number("PoolConfig"))
+    # seconds a worker gets to confirm that a tool whose caller gave up has ended; then it is
+    # killed and replaced (ADR 0002)
+    cancel_grace: float = attrs.field(default=5.0, validator=_number("PoolConfig",
+                                                                       strict=True))
     heartbeat: HeartbeatConfig = attrs.field(factory=HeartbeatConfig)
     required: bool = attrs.field(default=True)
     # "auto": pipe frames for Python workers, gRPC for any other (ADR 0003 has the numbers)

@@ -51,7 +51,7 @@ class WorkerCore:
             self._on_heartbeat()
         return pb.HeartbeatResponse(seq=request.seq, worker_id=self.worker_id,
                                     in_flight=self.dispatcher.in_flight, rss_bytes=rss_bytes(),
-                                    timestamp=time.time())
+                                    timestamp=time.time(), running=list(self.dispatcher.running))
 
     def describe(self) -> pb.DescribeResponse:
         tools = []

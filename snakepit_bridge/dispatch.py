@@ -10,6 +10,7 @@ cancelled, generators closed (their ``finally`` runs), sync tools see ``ctx.canc
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import concurrent.futures
 import contextvars
@@ -69,6 +70,9 @@ class ToolDispatcher:
         self.slots = asyncio.Semaphore(max_concurrency)
         self.sessions: dict[str, dict[str, Any]] = {}
         self.in_flight = 0
+        # request_id -> tools of that request still running (abandoned ones included): the
+        # heartbeat reports them so the host knows when a cancelled sync tool has really ended.
+        self.running: collections.Counter[str] = collections.Counter()
 
     # -- shared steps -----------------------------------------------------------------------
     def _prepare(self, req: pb.ExecuteRequest, streaming: bool
@@ -111,8 +115,44 @@ class ToolDispatcher:
 
     def _in_thread(self, fn: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
         ctx = contextvars.copy_context()
-        return asyncio.get_running_loop().run_in_executor(
-            self.executor, functools.partial(ctx.run, fn, *args))
+        thread = self.executor.submit(ctx.run, fn, *args)
+        work = asyncio.wrap_future(thread)
+        work._snakepit_thread = thread  # type: ignore[attr-defined]
+        return work
+
+    def _thread_of(self, work: Any) -> "concurrent.futures.Future[Any] | None":
+        """The executor's future behind ``_in_thread``'s (asyncio's says "done" as soon as it
+        is cancelled; the thread's says so when the thread returns)."""
+        return getattr(work, "_snakepit_thread", None)
+
+    async def _acquire(self, request_id: str) -> None:
+        await self.slots.acquire()
+        self.in_flight += 1
+        self.running[request_id] += 1
+
+    def _release(self, request_id: str) -> None:
+        self.in_flight -= 1
+        self.running[request_id] -= 1
+        if self.running[request_id] <= 0:
+            del self.running[request_id]
+        self.slots.release()
+
+    def _release_when_done(self, work: Any, request_id: str) -> None:
+        """A sync tool whose caller gave up runs on in its thread: its slot (and its place in
+        ``running``) is released when the thread returns, not before, so the next request
+        does not queue behind it unseen."""
+        thread = self._thread_of(work)
+        if thread is None or thread.done():
+            self._release(request_id)
+            return
+        loop = asyncio.get_running_loop()
+
+        def done(_: Any) -> None:   # on the tool's thread
+            try:
+                loop.call_soon_threadsafe(self._release, request_id)
+            except RuntimeError:    # the loop is closed: the worker is exiting
+                pass
+        thread.add_done_callback(done)
 
     @staticmethod
     def _tool_error(tool: ToolInfo, req: pb.ExecuteRequest, exc: BaseException,
@@ -149,11 +189,12 @@ class ToolDispatcher:
 
     async def _run_unary(self, req: pb.ExecuteRequest, *, streaming: bool = False) -> Any:
         tool, kwargs, cancel = self._prepare(req, streaming)
-        async with self.slots:
-            self.in_flight += 1
+        await self._acquire(req.request_id)
+        work: Any = None
+        try:
             try:
                 if tool.is_async:
-                    work: Any = tool.fn(**kwargs)
+                    work = tool.fn(**kwargs)
                 else:
                     work = self._in_thread(functools.partial(tool.fn, **kwargs))
                 # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
@@ -170,8 +211,10 @@ class ToolDispatcher:
                 raise
             except Exception as exc:
                 raise _Failure(self._tool_error(tool, req, exc, cancel)) from None
-            finally:
-                self.in_flight -= 1
+        finally:
+            if isinstance(work, asyncio.Future):
+                work.cancel()   # a thread that has not started yet never runs
+            self._release_when_done(work, req.request_id)
 
     # -- streaming --------------------------------------------------------------------------
     async def stream(self, req: pb.ExecuteRequest) -> AsyncGenerator[pb.ToolChunk, None]:
@@ -205,8 +248,9 @@ class ToolDispatcher:
         tool, kwargs, cancel = self._prepare(req, True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + req.timeout if req.timeout > 0 else None
-        async with self.slots:
-            self.in_flight += 1
+        await self._acquire(req.request_id)
+        step: Any = None
+        try:
             gen: Any = None
             try:
                 gen = tool.fn(**kwargs) if tool.is_async else \
@@ -230,10 +274,12 @@ class ToolDispatcher:
             except Exception as exc:
                 raise _Failure(self._tool_error(tool, req, exc, cancel)) from None
             finally:
-                self.in_flight -= 1
                 cancel.set("finished")
-                if gen is not None:
-                    await self._close(gen, tool.is_async)
+                thread = self._thread_of(step)
+                if gen is not None and (thread is None or thread.done()):
+                    await self._close(gen, tool.is_async)   # not while a step still runs
+        finally:
+            self._release_when_done(step, req.request_id)
 
     async def _close(self, gen: Any, is_async: bool) -> None:
         try:

@@ -1,30 +1,31 @@
-"""Checkout of workers for requests: free slots, a FIFO queue, session affinity.
+"""Checkout of workers for requests: a FIFO queue and session affinity over the pool's roster.
 
-    dispatcher = Dispatcher("default", max_queue_size=1000, queue_timeout=10.0, affinity="hint")
-    dispatcher.add_worker(worker)              # a ready worker offers `capacity` slots
+    dispatcher = Dispatcher(roster, max_queue_size=1000, queue_timeout=10.0, affinity="hint")
     worker = await dispatcher.checkout(session_id="s1")
     try:
         ...                                    # run the request on it
     finally:
-        dispatcher.checkin(worker)
+        roster.release(worker)
 
-No task per request and no lock: every operation is synchronous bookkeeping on the trio thread;
-only a request that finds no free slot waits, on an event of its own. A freed slot goes straight
-to the first waiter that can take it (FIFO), so a queued request is never overtaken. A request
-that waits past ``queue_timeout`` fails with :class:`QueueTimeout` and never runs: if a slot
-was handed to it at the same instant, the slot is passed on before the error is raised.
+The dispatcher owns no capacity: free slots and worker states live in the
+:class:`~snakepit.pool.roster.Roster`, which outlives a restarted dispatcher. The dispatcher
+keeps who waits and which worker serves which session. No task per request and no lock: a
+request that finds no free slot waits on an event of its own; a freed slot goes straight to the
+first waiter that can take it (FIFO), so a queued request is never overtaken. A request that
+waits past ``queue_timeout`` fails with :class:`QueueTimeout` and never runs: a slot handed to
+it at the same instant is passed on before the error is raised.
 """
 
 from __future__ import annotations
 
 import collections
 import enum
-from typing import Protocol
 
 import trio
 
 from snakepit.errors import (PoolSaturated, QueueTimeout, SessionWorkerUnavailable,
                              ShuttingDown, WorkerBusy)
+from snakepit.pool.roster import Entry, Member, Roster, WorkerState
 
 
 class Affinity(str, enum.Enum):
@@ -33,153 +34,120 @@ class Affinity(str, enum.Enum):
     STRICT_FAIL_FAST = "strict_fail_fast"
 
 
-class Slotted(Protocol):
-    """What the dispatcher needs of a worker; it keeps ``in_flight`` and ``requests`` itself."""
-
-    key: str          # unique per worker process (id + incarnation)
-    id: str
-    capacity: int
-    in_flight: int
-    requests: int
-
-
 class _Waiter:
-    __slots__ = ("wants", "event", "worker", "error")
+    __slots__ = ("wants", "event", "entry", "error")
 
     def __init__(self, wants: str | None) -> None:
         self.wants = wants
         self.event = trio.Event()
-        self.worker: Slotted | None = None
+        self.entry: Entry | None = None
         self.error: Exception | None = None
 
 
 class Dispatcher:
-    def __init__(self, pool: str, *, max_queue_size: int, queue_timeout: float,
+    def __init__(self, roster: Roster, *, max_queue_size: int, queue_timeout: float,
                  affinity: Affinity | str = Affinity.HINT) -> None:
-        self.pool = pool
+        self.roster = roster
+        self.pool = roster.pool
         self.max_queue_size = max_queue_size
         self.queue_timeout = queue_timeout
         self.affinity = Affinity(affinity)
-        self._workers: dict[str, Slotted] = {}
-        self._accepting: set[str] = set()
-        self._drained: dict[str, trio.Event] = {}
-        self._free: collections.deque[Slotted] = collections.deque()
         self._queue: collections.deque[_Waiter] = collections.deque()
-        self._affinity: dict[str, str] = {}
+        self._affinity: dict[str, str] = {}      # session -> worker key
         self._served: dict[str, set[str]] = {}   # session -> worker keys that served it
         self._closed = False
         self.queue_timeouts = 0
         self.pool_saturated = 0
-        self.checkouts = 0
-
-    # -- workers joining and leaving --------------------------------------------------------
-    def add_worker(self, worker: Slotted) -> None:
-        """A ready worker: its free capacity goes to waiters first, then to the free list."""
-        self._workers[worker.key] = worker
-        self._accepting.add(worker.key)
-        for _ in range(worker.capacity - worker.in_flight):
-            self._offer(worker)
-
-    def drain_worker(self, worker: Slotted) -> trio.Event:
-        """Stop handing ``worker`` out; the returned event is set once it has no request."""
-        self._accepting.discard(worker.key)
-        done = self._drained.setdefault(worker.key, trio.Event())
-        if worker.in_flight == 0:
-            done.set()
-        return done
-
-    def remove_worker(self, worker: Slotted) -> None:
-        """The worker is gone; requests waiting for it specifically (strict affinity) fail."""
-        self._accepting.discard(worker.key)
-        self._workers.pop(worker.key, None)
-        self._drained.pop(worker.key, None)
-        for waiter in [w for w in self._queue if w.wants == worker.key]:
-            self._queue.remove(waiter)
-            waiter.error = SessionWorkerUnavailable(
-                f"worker {worker.id} serving this session is gone",
-                details={"pool": self.pool, "worker": worker.id})
-            waiter.event.set()
+        # This dispatcher takes over: freed slots and departures come here from now on, and
+        # the capacity already free is there to take.
+        roster.offer = self._offer
+        roster.left_rotation = self._left_rotation
 
     def close(self) -> None:
         """Shutting down: every queued and future checkout fails with ShuttingDown."""
         self._closed = True
+        if self.roster.offer == self._offer:
+            self.roster.offer = lambda entry: False
         while self._queue:
             waiter = self._queue.popleft()
             waiter.error = ShuttingDown(f"pool {self.pool!r} is shutting down")
             waiter.event.set()
 
-    def forget_session(self, session_id: str) -> list[Slotted]:
+    def forget_session(self, session_id: str) -> list[Member]:
         """Drop the session's affinity; returns the live workers that served it."""
         self._affinity.pop(session_id, None)
         keys = self._served.pop(session_id, set())
-        return [self._workers[k] for k in keys if k in self._workers]
+        entries = self.roster.entries
+        return [entries[k].worker for k in keys
+                if k in entries and entries[k].state in (WorkerState.READY,
+                                                         WorkerState.CANCELLING,
+                                                         WorkerState.DRAINING)]
 
-    def session_worker(self, session_id: str) -> Slotted | None:
+    def session_worker(self, session_id: str) -> Member | None:
         key = self._affinity.get(session_id)
-        return self._workers.get(key) if key is not None else None
+        entry = self.roster.entries.get(key) if key is not None else None
+        return entry.worker if entry is not None else None
 
     # -- requests ---------------------------------------------------------------------------
-    async def checkout(self, session_id: str | None = None) -> Slotted:
+    async def checkout(self, session_id: str | None = None) -> Member:
         """A worker with a free slot for one request (waiting in the queue if need be)."""
         if self._closed:
             raise ShuttingDown(f"pool {self.pool!r} is shutting down")
         wants: str | None = None
         if session_id is not None and session_id in self._affinity:
             key = self._affinity[session_id]
-            if key not in self._accepting:
+            bound = self.roster.entries.get(key)
+            if bound is None or bound.state not in (WorkerState.READY,
+                                                    WorkerState.CANCELLING):
                 if self.affinity is not Affinity.HINT:
                     raise SessionWorkerUnavailable(
                         f"the worker of session {session_id!r} is gone",
                         details={"pool": self.pool, "session_id": session_id,
                                  "worker_key": key})
-            else:
-                bound = self._workers[key]
-                if bound.in_flight < bound.capacity:
-                    self._free.remove(bound)
-                    return self._take(bound, session_id)
-                if self.affinity is Affinity.STRICT_FAIL_FAST:
-                    raise WorkerBusy(f"the worker of session {session_id!r} is busy",
-                                     details={"pool": self.pool, "worker": bound.id,
-                                              "session_id": session_id})
-                if self.affinity is Affinity.STRICT_QUEUE:
-                    wants = key
+            elif self.roster.take(bound):
+                return self._bind(bound, session_id)
+            elif self.affinity is Affinity.STRICT_FAIL_FAST:
+                raise WorkerBusy(f"the worker of session {session_id!r} is busy",
+                                 details={"pool": self.pool, "worker": bound.worker.id,
+                                          "session_id": session_id})
+            elif self.affinity is Affinity.STRICT_QUEUE:
+                wants = key
         if wants is None:
-            while self._free:
-                worker = self._free.popleft()
-                if worker.key in self._accepting:
-                    return self._take(worker, session_id)
-        return self._take(await self._wait(wants), session_id, counted=True)
-
-    def checkin(self, worker: Slotted) -> None:
-        """The request on ``worker`` is over (whatever its outcome)."""
-        worker.in_flight -= 1
-        if worker.key in self._accepting:
-            self._offer(worker)
-        elif worker.in_flight == 0 and worker.key in self._drained:
-            self._drained[worker.key].set()
+            entry = self.roster.take_free()
+            if entry is not None:
+                return self._bind(entry, session_id)
+        return self._bind(await self._wait(wants), session_id)
 
     # -- internals --------------------------------------------------------------------------
-    def _take(self, worker: Slotted, session_id: str | None, counted: bool = False) -> Slotted:
-        if not counted:
-            worker.in_flight += 1
-        worker.requests += 1
-        self.checkouts += 1
+    def _bind(self, entry: Entry, session_id: str | None) -> Member:
         if session_id is not None:
-            self._affinity[session_id] = worker.key
-            self._served.setdefault(session_id, set()).add(worker.key)
-        return worker
+            self._affinity[session_id] = entry.worker.key
+            self._served.setdefault(session_id, set()).add(entry.worker.key)
+        return entry.worker
 
-    def _offer(self, worker: Slotted) -> None:
+    def _offer(self, entry: Entry) -> bool:
         for waiter in self._queue:
-            if waiter.wants is None or waiter.wants == worker.key:
+            if waiter.wants is None or waiter.wants == entry.worker.key:
                 self._queue.remove(waiter)
-                worker.in_flight += 1   # counted now, so that nobody else takes the slot
-                waiter.worker = worker
+                self.roster.lease(entry)   # counted now, so that nobody else takes the slot
+                waiter.entry = entry
                 waiter.event.set()
-                return
-        self._free.append(worker)
+                return True
+        return False
 
-    async def _wait(self, wants: str | None) -> Slotted:
+    def _left_rotation(self, entry: Entry) -> None:
+        """Requests waiting for this worker specifically (strict affinity) fail now unless it
+        is only pausing (CANCELLING: it comes back once the worker confirms)."""
+        if entry.state is WorkerState.CANCELLING:
+            return
+        for waiter in [w for w in self._queue if w.wants == entry.worker.key]:
+            self._queue.remove(waiter)
+            waiter.error = SessionWorkerUnavailable(
+                f"worker {entry.worker.id} serving this session is gone",
+                details={"pool": self.pool, "worker": entry.worker.id})
+            waiter.event.set()
+
+    async def _wait(self, wants: str | None) -> Entry:
         if len(self._queue) >= self.max_queue_size:
             self.pool_saturated += 1
             raise PoolSaturated(
@@ -202,12 +170,12 @@ class Dispatcher:
                 details={"pool": self.pool, "queue_timeout": self.queue_timeout})
         if waiter.error is not None:
             raise waiter.error
-        assert waiter.worker is not None
-        return waiter.worker
+        assert waiter.entry is not None
+        return waiter.entry
 
     def _abandon(self, waiter: _Waiter) -> None:
-        if waiter.worker is not None:
-            self.checkin(waiter.worker)
+        if waiter.entry is not None:
+            self.roster.release(waiter.entry.worker, ran=False)
         elif waiter.error is None:
             self._queue.remove(waiter)
 
@@ -219,20 +187,3 @@ class Dispatcher:
     @property
     def queued(self) -> int:
         return len(self._queue)
-
-    @property
-    def available(self) -> int:
-        """Free slots across accepting workers."""
-        return sum(max(0, w.capacity - w.in_flight) for k, w in self._workers.items()
-                   if k in self._accepting)
-
-    @property
-    def busy(self) -> int:
-        """Workers with at least one request in flight."""
-        return sum(1 for w in self._workers.values() if w.in_flight > 0)
-
-    def workers(self) -> list[Slotted]:
-        return list(self._workers.values())
-
-    def accepting(self, worker: Slotted) -> bool:
-        return worker.key in self._accepting

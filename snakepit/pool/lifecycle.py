@@ -1,8 +1,9 @@
 """LifecycleManager: recycles workers by age, request count or memory.
 
 Every ``interval`` seconds it looks at each slot's current worker and asks the slot's starter
-to recycle it when ``worker_ttl`` (seconds since ready), ``worker_max_requests`` (requests
-served) or ``worker_max_memory_mb`` (the worker process's RSS, via psutil) is exceeded. The
+to recycle it when ``worker_ttl`` (seconds since ready) or ``worker_max_memory_mb`` (the worker
+process's RSS, via psutil) is exceeded. (``worker_max_requests`` is enforced by the roster as
+requests are handed out.) The
 starter starts the replacement first and drains the old worker, so recycling fails no request.
 """
 
@@ -25,8 +26,6 @@ def recycle_reason(runtime: "PoolRuntime", worker: "Worker", now: float) -> str 
     if cfg.worker_ttl is not None and worker.started_mono is not None \
             and now - worker.started_mono >= cfg.worker_ttl:
         return "ttl"
-    if cfg.worker_max_requests is not None and worker.requests >= cfg.worker_max_requests:
-        return "max_requests"
     if cfg.worker_max_memory_mb is not None and worker.pid is not None:
         rss = runtime.rss(worker.pid)
         if rss is not None and rss > cfg.worker_max_memory_mb * 1024 * 1024:
@@ -37,7 +36,7 @@ def recycle_reason(runtime: "PoolRuntime", worker: "Worker", now: float) -> str 
 def check_interval(runtime: "PoolRuntime") -> float | None:
     cfg = runtime.config
     if cfg.worker_ttl is None and cfg.worker_max_memory_mb is None:
-        return None   # request counts are checked as requests finish (Pool.finish)
+        return None   # request counts: the roster, as requests are handed out
     interval = MAX_INTERVAL
     if cfg.worker_ttl is not None:
         interval = min(interval, max(0.05, cfg.worker_ttl / 4))

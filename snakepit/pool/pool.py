@@ -32,9 +32,6 @@ from snakepit_bridge.proto import bridge_pb2 as pb
 log = logging.getLogger("snakepit.pool")
 _TRACER = trace.get_tracer("snakepit")
 
-EXECUTE_START = ("request", "execute", "start")
-EXECUTE_STOP = ("request", "execute", "stop")
-EXECUTE_EXCEPTION = ("request", "execute", "exception")
 STREAM_START = ("stream", "start")
 STREAM_CHUNK = ("stream", "chunk")
 STREAM_STOP = ("stream", "stop")
@@ -101,59 +98,83 @@ class Pool:
     def _timeout(self, tool: str, args: Any, timeout: float | None, default: float) -> float:
         if timeout is None:
             timeout = self.runtime.adapter.timeout(tool, args or {}) or default
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+                or not timeout > 0:   # NaN is not > 0 either
             raise InvalidArgumentsError(f"timeout must be a positive number of seconds, "
-                                        f"got {timeout!r}")
+                                        f"got {timeout!r}", details={"timeout": repr(timeout)})
         return float(timeout)
 
-    async def execute(self, tool: str, args: Any = None, *, session_id: str | None = None,
-                      timeout: float | None = None, correlation_id: str | None = None) -> Any:
+    @asynccontextmanager
+    async def _call(self, kind: str, tool: str, args: Any, session_id: str | None,
+                    timeout: float | None, correlation_id: str | None
+                    ) -> AsyncIterator["_Lease"]:
+        """The one call path of ``execute`` and ``stream``: validate and encode, check a worker
+        out (the queue wait counts against the timeout), trace and time it, map a lost worker
+        to ``WorkerCrashed``, count every failure in ``errors``, and give the worker back: at
+        once when it answered, after it confirms the tool ended when the caller gave up."""
         rt = self.runtime
         rt.requests += 1
-        events = rt.listening(EXECUTE_START) or rt.listening(EXECUTE_STOP) or \
-            rt.listening(EXECUTE_EXCEPTION)
+        start, stop, failed = _EVENTS[kind]
+        events = rt.listening(start) or rt.listening(stop) or rt.listening(failed)
         t0 = trio.current_time()
-        queue_time = 0.0
-        worker: Worker | None = None
+        lease: _Lease | None = None
         meta: dict[str, Any] = {}
         try:
-            timeout = self._timeout(tool, args, timeout, rt.config.request_timeout)
-            request = self._request(tool, args, session_id, correlation_id, timeout)
+            await trio.lowlevel.checkpoint()   # a failing call is a checkpoint too
+            limit = self._timeout(tool, args, timeout, rt.config.request_timeout
+                                  if kind == "execute" else rt.config.stream_timeout)
+            request = self._request(tool, args, session_id, correlation_id, limit)
+            meta = {"tool": tool, "session_id": session_id,
+                    "correlation_id": request.correlation_id}
             if events:
-                meta = {"tool": tool, "session_id": session_id,
-                        "correlation_id": request.correlation_id}
-                rt.emit(EXECUTE_START, {"system_time": time.time()}, meta)
-            with _TRACER.start_as_current_span("snakepit.execute", attributes={
+                rt.emit(start, {"system_time": time.time()}, meta)
+            with _TRACER.start_as_current_span(f"snakepit.{kind}", attributes={
                     "snakepit.pool": self.name, "snakepit.tool": tool,
                     "snakepit.correlation_id": request.correlation_id}) as span, \
-                    trio.move_on_after(timeout) as scope:
+                    trio.move_on_after(limit) as scope:
                 propagate.inject(request.metadata)   # the worker's span becomes a child
                 worker = cast(Worker, await self._checkout(session_id, meta))
-                queue_time = trio.current_time() - t0
+                lease = _Lease(self, worker, request, trio.current_time() - t0)
+                meta["worker_id"] = worker.id
                 span.set_attribute("snakepit.worker", worker.id)
                 try:
-                    response = await self._call(worker, request)
+                    yield lease
+                except SnakepitError as exc:
+                    crash = self._crash(worker, exc)
+                    if crash is exc:
+                        raise
+                    raise crash from exc
                 finally:
-                    self.finish(worker)
+                    lease.end()
             if scope.cancelled_caught:
-                raise RequestTimeout(f"{tool!r} did not finish within {timeout} s",
-                                     details={"tool": tool, "timeout": timeout,
+                raise RequestTimeout(f"{tool!r} did not finish within {limit} s",
+                                     details={"tool": tool, "timeout": limit,
                                               "pool": self.name})
-            if not response.success:
-                raise _error(response.error)
-            result = _decode(tool, response.result_json, response.blobs)
-            result = rt.adapter.process_result(tool, result)
         except SnakepitError as exc:
             rt.errors += 1
             if events:
-                rt.emit(EXECUTE_EXCEPTION, {"duration": trio.current_time() - t0,
-                                            "queue_time": queue_time},
-                        {**meta, "worker_id": worker.id if worker else None, "success": False,
-                         "kind": type(exc).__name__, "reason": exc.message})
+                rt.emit(failed, {"duration": trio.current_time() - t0,
+                                 "queue_time": lease.queue_time if lease else 0.0},
+                        {**meta, "success": False, "kind": type(exc).__name__,
+                         "reason": exc.message})
             raise
         if events:
-            rt.emit(EXECUTE_STOP, {"duration": trio.current_time() - t0, "queue_time": queue_time},
-                    {**meta, "worker_id": worker.id if worker else None, "success": True})
+            rt.emit(stop, {"duration": trio.current_time() - t0,
+                           "queue_time": lease.queue_time if lease else 0.0,
+                           **({"chunks": lease.chunks} if kind == "stream" and lease else {})},
+                    {**meta, "success": True})
+
+    async def execute(self, tool: str, args: Any = None, *, session_id: str | None = None,
+                      timeout: float | None = None, correlation_id: str | None = None) -> Any:
+        async with self._call("execute", tool, args, session_id, timeout,
+                              correlation_id) as lease:
+            response = await lease.worker.transport.execute(
+                lease.request, timeout=lease.request.timeout or None)
+            lease.answered(response.error if not response.success else None)
+            if not response.success:
+                raise _error(response.error)
+            result = _decode(tool, response.result_json, response.blobs)
+            result = self.runtime.adapter.process_result(tool, result)
         return result
 
     async def _checkout(self, session_id: str | None, meta: dict[str, Any]) -> Any:
@@ -168,20 +189,11 @@ class Pool:
                               {"queue_timeout": self.dispatcher.queue_timeout}, meta)
             raise
 
-    async def _call(self, worker: Worker, request: pb.ExecuteRequest) -> Any:
-        try:
-            return await worker.transport.execute(request, timeout=request.timeout or None)
-        except SnakepitError as exc:
-            crash = self._crash(worker, exc)
-            if crash is exc:
-                raise
-            raise crash from exc
-
     def _crash(self, worker: Worker, exc: SnakepitError) -> SnakepitError:
         if isinstance(exc, WorkerCrashed) and worker.alive:
-            # Its server is unreachable: no new request may go there while the process
-            # finishes dying; the starter replaces it.
-            self.runtime.worker_unreachable(worker, str(exc))
+            # Its server is unreachable: no new request may go there, and the process is
+            # killed at once (it is not going to finish anything); the starter replaces it.
+            worker.stop(f"unreachable: {exc}", kill=True)
         if isinstance(exc, (WorkerCrashed, ShuttingDown)) or not worker.alive:
             if self.dispatcher.closed:
                 return ShuttingDown(f"pool {self.name!r} stopped during the call",
@@ -192,51 +204,14 @@ class Pool:
                          "reason": worker.exit_reason or str(exc)})
         return exc
 
-    def finish(self, worker: Worker) -> None:
-        self.dispatcher.checkin(worker)
-        limit = self.runtime.config.worker_max_requests
-        if limit is not None and worker.requests >= limit and worker.state == "ready":
-            slot = self.runtime.slots.get(worker.id)
-            if slot is not None and slot.current is worker:
-                slot.request_recycle("max_requests")
-
     @asynccontextmanager
     async def stream(self, tool: str, args: Any = None, *, session_id: str | None = None,
                      timeout: float | None = None, correlation_id: str | None = None
                      ) -> AsyncIterator[AsyncIterator[Chunk]]:
-        rt = self.runtime
-        rt.requests += 1
-        try:
-            timeout = self._timeout(tool, args, timeout, rt.config.stream_timeout)
-            request = self._request(tool, args, session_id, correlation_id, timeout)
-            meta = {"tool": tool, "session_id": session_id,
-                    "correlation_id": request.correlation_id}
-            t0 = trio.current_time()
-            with trio.move_on_after(timeout) as scope:
-                worker = cast(Worker, await self._checkout(session_id, meta))
-                meta["worker_id"] = worker.id
-                rt.emit(STREAM_START, {"queue_time": trio.current_time() - t0}, meta)
-                chunks: _Chunks | None = None
-                try:
-                    async with worker.transport.stream(request) as messages:
-                        chunks = _Chunks(self, worker, messages, meta)
-                        yield chunks
-                    rt.emit(STREAM_STOP, {"duration": trio.current_time() - t0,
-                                          "chunks": chunks.count}, {**meta, "success": True})
-                except SnakepitError as exc:
-                    crash = self._crash(worker, exc)
-                    if crash is exc:
-                        raise
-                    raise crash from exc
-                finally:
-                    self.finish(worker)
-            if scope.cancelled_caught:
-                raise RequestTimeout(f"stream {tool!r} did not finish within {timeout} s",
-                                     details={"tool": tool, "timeout": timeout,
-                                              "pool": self.name})
-        except SnakepitError:
-            rt.errors += 1
-            raise
+        async with self._call("stream", tool, args, session_id, timeout,
+                              correlation_id) as lease:
+            async with lease.worker.transport.stream(lease.request) as messages:
+                yield _Chunks(lease, messages)
 
     async def end_session(self, session_id: str) -> None:
         """The session is over: its workers release their state for it (best effort)."""
@@ -268,37 +243,77 @@ class Pool:
         return [w.info() for w in sorted(self.runtime.workers.values(), key=lambda w: w.key)]
 
 
+_EVENTS = {
+    "execute": (("request", "execute", "start"), ("request", "execute", "stop"),
+                ("request", "execute", "exception")),
+    "stream": (STREAM_START, STREAM_STOP, ("stream", "exception")),
+}
+
+
+class _Lease:
+    """One request's hold on a worker, from checkout until the worker is given back."""
+
+    __slots__ = ("pool", "worker", "request", "queue_time", "finished", "chunks",
+                 "_chunk_events")
+
+    def __init__(self, pool: Pool, worker: Worker, request: pb.ExecuteRequest,
+                 queue_time: float) -> None:
+        self.pool, self.worker, self.request = pool, worker, request
+        self.queue_time = queue_time
+        self.finished = False    # the worker answered: the tool has ended there
+        self.chunks = 0
+        self._chunk_events = pool.runtime.listening(STREAM_CHUNK)
+
+    def answered(self, error: Any = None) -> None:
+        """The worker's last word on this request. An answer that says the tool's deadline
+        passed does not say the tool ended (a sync tool runs on): it is confirmed like a
+        cancellation."""
+        self.finished = error is None or error.category != "timeout"
+
+    def end(self) -> None:
+        if self.finished or not self.worker.alive:
+            self.pool.runtime.roster.release(self.worker)
+        else:
+            self.worker.abandoned(self.request.request_id)
+
+    def chunk(self, msg: Any) -> Chunk:
+        if msg.HasField("error") and msg.error.category:
+            self.answered(msg.error)
+            raise _error(msg.error)
+        try:
+            data = serialization.decode(msg.data_json, msg.blobs) if msg.data_json else None
+        except ValueError as exc:   # bad JSON, or a shared-memory blob that is gone
+            self.answered()
+            raise TransportError(f"a chunk of {self.request.tool!r} could not be decoded: "
+                                 f"{exc}", details={"tool": self.request.tool}) from None
+        if msg.is_final:
+            self.answered()
+        self.chunks += 1
+        if self._chunk_events:
+            self.pool.runtime.emit(STREAM_CHUNK, {"bytes": len(msg.data_json)},
+                                   {"pool": self.pool.name, "tool": self.request.tool,
+                                    "correlation_id": self.request.correlation_id,
+                                    "worker_id": self.worker.id, "chunk_id": msg.chunk_id})
+        return Chunk(data=data, is_final=msg.is_final, chunk_id=msg.chunk_id,
+                     metadata=dict(msg.metadata))
+
+
 class _Chunks:
     """The async iterator ``Pool.stream`` yields: decoded chunks, ending after the final one.
     A chunk carrying an error raises it (the stream ends there)."""
 
-    def __init__(self, pool: Pool, worker: Worker, messages: AsyncIterator[Any],
-                 meta: dict[str, Any]) -> None:
-        self._pool, self._worker, self._messages = pool, worker, messages
-        self._done = False
-        self._meta = meta
-        self._chunk_events = pool.runtime.listening(STREAM_CHUNK)
-        self.count = 0
+    def __init__(self, lease: _Lease, messages: AsyncIterator[Any]) -> None:
+        self._lease, self._messages = lease, messages
 
     def __aiter__(self) -> "_Chunks":
         return self
 
     async def __anext__(self) -> Chunk:
-        if self._done:
+        if self._lease.finished:
             raise StopAsyncIteration
         try:
             msg = await self._messages.__anext__()
         except StopAsyncIteration:
-            self._done = True
+            self._lease.answered()
             raise
-        if msg.HasField("error") and msg.error.category:
-            self._done = True
-            raise _error(msg.error)
-        data = serialization.decode(msg.data_json, msg.blobs) if msg.data_json else None
-        self._done = msg.is_final
-        self.count += 1
-        if self._chunk_events:
-            self._pool.runtime.emit(STREAM_CHUNK, {"bytes": len(msg.data_json)},
-                                    {**self._meta, "chunk_id": msg.chunk_id})
-        return Chunk(data=data, is_final=msg.is_final, chunk_id=msg.chunk_id,
-                     metadata=dict(msg.metadata))
+        return self._lease.chunk(msg)

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 from typing import Any, Callable
 
@@ -28,6 +27,7 @@ import attrs
 import trio
 
 from snakepit.errors import WorkerStartError
+from snakepit.pool.signals import KILL, escalation, signal_group
 from snakepit.logs import redact
 
 log = logging.getLogger("snakepit.worker")
@@ -185,27 +185,23 @@ class WorkerProcess:
         code: int = await self.proc.wait()
         return code
 
-    def _signal_group(self, sig: int) -> None:
-        try:
-            os.killpg(self.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
     async def terminate(self, grace: float) -> int:
-        """SIGTERM the process group, wait up to ``grace``, SIGKILL the group, reap. Safe to
-        call more than once and from a shielded ``finally``."""
-        if self.proc.returncode is None:
-            self._signal_group(signal.SIGTERM)
+        """Stop the process group by :func:`~snakepit.pool.signals.escalation` (``grace`` 0:
+        SIGKILL at once) and reap it. Safe to call more than once and from a shielded
+        ``finally``."""
         if self.proc.stdin is not None:   # the fallback signal: "the host is gone"
             try:
                 await self.proc.stdin.aclose()
             except trio.BrokenResourceError:
                 pass
-        if self.proc.returncode is None:
-            with trio.move_on_after(grace):
-                await self.proc.wait()
-        # Always: the leader may be gone while grandchildren in its group live on.
-        self._signal_group(signal.SIGKILL)
+        for sigs, wait in escalation(grace):
+            # Always the last step: the leader may be gone while grandchildren live on.
+            if self.proc.returncode is None or sigs == KILL:
+                for sig in sigs:
+                    signal_group(self.pid, sig)
+            if wait and self.proc.returncode is None:
+                with trio.move_on_after(wait):
+                    await self.proc.wait()
         code: int = await self.proc.wait()
         with trio.move_on_after(1.0):
             await self._pumps_done.wait()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sqlite3
 import threading
 import time
@@ -27,6 +26,8 @@ from typing import Any
 
 import attrs
 import psutil
+
+from snakepit.pool.signals import escalation, signal_group
 
 from snakepit_bridge import shm
 
@@ -194,29 +195,18 @@ class ProcessRegistry:
 
 
 def _kill_groups(pids: list[int], grace: float = 2.0) -> None:
-    """SIGTERM each process group, wait up to ``grace``, then SIGKILL what is left."""
+    """Stop each process group by :func:`~snakepit.pool.signals.escalation`."""
     if not pids:
         return
-    for pid in pids:
-        _killpg(pid, signal.SIGTERM)
-        _killpg(pid, signal.SIGCONT)   # a stopped process must wake up to act on SIGTERM
-    deadline = time.monotonic() + grace
-    procs = []
-    for pid in pids:
-        try:
-            procs.append(psutil.Process(pid))
-        except psutil.Error:
-            pass
-    psutil.wait_procs(procs, timeout=max(0.0, deadline - time.monotonic()))
-    for pid in pids:
-        _killpg(pid, signal.SIGKILL)
-
-
-def _killpg(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+    for sigs, wait in escalation(grace):
+        for pid in pids:
+            for sig in sigs:
+                signal_group(pid, sig)
+        if wait:
+            procs = []
+            for pid in pids:
+                try:
+                    procs.append(psutil.Process(pid))
+                except psutil.Error:
+                    pass
+            psutil.wait_procs(procs, timeout=wait)

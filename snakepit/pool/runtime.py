@@ -1,8 +1,9 @@
 """PoolRuntime: what the parts of one pool share while the pool's supervisor runs.
 
 The pool's supervisor (``rest_for_one``: workers, dispatcher, lifecycle manager) creates one
-``PoolRuntime`` per run; its children find each other through it: workers join and leave the
-current dispatcher, the lifecycle manager walks the slots, the facade reads the counters.
+``PoolRuntime`` per run; its children find each other through it: the
+:class:`~snakepit.pool.roster.Roster` (every worker's state and capacity, written only there),
+the slots the lifecycle manager walks, the counters the facade reads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import trio
 from snakepit.config import PoolConfig
 from snakepit.errors import SnakepitError
 from snakepit.pool.dispatcher import Dispatcher
+from snakepit.pool.roster import Member, Roster
 from snakepit.pool.starter import Slot
 from snakepit.pool.worker import Worker
 
@@ -40,7 +42,9 @@ class PoolRuntime:
         self._start_zygote = start_zygote
         self.zygote: Any = None     # preload=True: the running Zygote workers are forked from
         self.startup_limiter = trio.CapacityLimiter(config.startup_batch_size)
-        self.dispatcher: Dispatcher | None = None
+        self.roster = Roster(config.name, max_requests=config.worker_max_requests)
+        self.roster.limit_reached = self._limit_reached
+        self.dispatcher: Dispatcher | None = None   # the current one (it may be restarted)
         self.slots: dict[str, Slot] = {}
         self.workers: dict[str, Worker] = {}   # live workers by key
         self.ready = trio.Event()               # every slot has had a worker ready once
@@ -78,8 +82,6 @@ class PoolRuntime:
 
     def worker_ready(self, worker: Worker) -> None:
         self.workers[worker.key] = worker
-        if self.dispatcher is not None:
-            self.dispatcher.add_worker(worker)
         self.emit(("pool", "worker", "spawned"), {"startup_time": 0.0},
                   {"worker_id": worker.id, "worker_key": worker.key, "pid": worker.pid})
         self._ever_ready.add(worker.id)
@@ -89,19 +91,15 @@ class PoolRuntime:
     def worker_gone(self, worker: Worker) -> None:
         if self.workers.pop(worker.key, None) is None:
             return
-        if self.dispatcher is not None:
-            self.dispatcher.remove_worker(worker)
         self.emit(("pool", "worker", "terminated"), {},
                   {"worker_id": worker.id, "worker_key": worker.key, "pid": worker.pid,
                    "reason": worker.exit_reason})
 
-    def worker_unreachable(self, worker: Worker, reason: str) -> None:
-        """A call found the worker's server gone: take it out of rotation and stop it."""
-        worker.exit_reason = worker.exit_reason or f"unreachable: {reason}"
-        worker.state = "stopping"
-        if self.dispatcher is not None:
-            self.dispatcher.remove_worker(worker)
-        worker.stop()
+    def _limit_reached(self, member: Member) -> None:
+        """``worker_max_requests`` handed out: the slot's starter replaces the worker now."""
+        slot = self.slots.get(member.id)
+        if slot is not None and slot.current is member:
+            slot.request_recycle("max_requests")
 
     def worker_restarting(self, worker: Worker) -> None:
         self.restarts += 1
@@ -114,13 +112,8 @@ class PoolRuntime:
         self.emit(("pool", "worker", "recycled"), {},
                   {"worker_id": worker.id, "worker_key": worker.key, "reason": reason})
 
-    def drain(self, worker: Worker) -> trio.Event:
-        worker.state = "draining"
-        if self.dispatcher is None:
-            done = trio.Event()
-            done.set()
-            return done
-        return self.dispatcher.drain_worker(worker)
+    def drain(self, worker: Worker, reason: str) -> trio.Event:
+        return self.roster.drain(worker, reason)
 
     def start_failed(self, slot: Slot, error: SnakepitError) -> None:
         log.warning("pool %s: worker %s failed to start (%d in a row): %s", self.name, slot.id,
@@ -128,13 +121,6 @@ class PoolRuntime:
         if slot.id not in self._ever_ready and self.initial_failure is None:
             self.initial_failure = error
             self.failed.set()
-
-    def attach(self, dispatcher: Dispatcher) -> None:
-        """A (new) dispatcher takes over: every live worker joins it."""
-        self.dispatcher = dispatcher
-        for worker in self.workers.values():
-            if worker.state == "ready":
-                dispatcher.add_worker(worker)
 
     # -- observability ----------------------------------------------------------------------
     def telemetry_control(self) -> Any:
@@ -180,8 +166,8 @@ class PoolRuntime:
         d = self.dispatcher
         return {
             "workers": len(self.workers),
-            "available": d.available if d else 0,
-            "busy": d.busy if d else 0,
+            "available": self.roster.available,
+            "busy": self.roster.busy,
             "requests": self.requests,
             "queued": d.queued if d else 0,
             "errors": self.errors,

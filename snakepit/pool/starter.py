@@ -115,8 +115,12 @@ async def _serve(runtime: "PoolRuntime", slot: Slot, worker: Worker,
         reason, slot.recycle_reason = slot.recycle_reason, None
         replacement = await _start(runtime, slot, nursery)
         if replacement is None:
-            log.warning("recycling %s (%s): replacement failed to start; keeping it",
+            # The old worker keeps serving if it still may (ttl, memory); one out of rotation
+            # (max_requests) serves nobody meanwhile: retry with the same backoff as a start.
+            log.warning("recycling %s (%s): replacement failed to start; retrying",
                         worker.key, reason)
+            await trio.sleep(backoff(slot.failures))
+            slot.request_recycle(reason or "recycle")
             continue
         slot.current = replacement
         await _retire(runtime, worker, reason or "recycle")
@@ -129,9 +133,9 @@ async def _set_on(event: trio.Event, slot: Slot) -> None:
 
 
 async def _retire(runtime: "PoolRuntime", worker: Worker, reason: str) -> None:
-    drained = runtime.drain(worker)
+    drained = runtime.drain(worker, reason)
     with trio.move_on_after(runtime.config.request_timeout):
         await drained.wait()
-    worker.stop()
+    worker.stop(f"recycled ({reason})")
     await worker.exited.wait()
     runtime.worker_recycled(worker, reason)

@@ -83,10 +83,12 @@ async def dispatcher_child(runtime: PoolRuntime, registry: otp.Registry, *,
                            task_status: trio.TaskStatus[Pool] = trio.TASK_STATUS_IGNORED
                            ) -> None:
     cfg = runtime.config
-    dispatcher = Dispatcher(cfg.name, max_queue_size=cfg.max_queue_size,
+    # The workers' capacity lives in the roster, which outlives this child: a restarted
+    # dispatcher takes over every ready worker's free slots as they are.
+    dispatcher = Dispatcher(runtime.roster, max_queue_size=cfg.max_queue_size,
                             queue_timeout=cfg.queue_timeout, affinity=cfg.affinity)
     pool = Pool(runtime, dispatcher)
-    runtime.attach(dispatcher)
+    runtime.dispatcher = dispatcher
     try:
         with registry.register(("pool", cfg.name), pool):
             task_status.started(pool)

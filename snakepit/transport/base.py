@@ -1,20 +1,46 @@
 """The Transport interface: everything a Worker says to its process goes through it.
 
-Messages are the generated ``bridge_pb2`` messages, so a second transport (length-prefixed
-frames of the same messages over a socketpair) can replace gRPC without the pool noticing.
+Messages are the generated ``bridge_pb2`` messages, so the pipe transport (length-prefixed
+frames of the same messages over a socketpair) and gRPC are interchangeable under the pool.
 Failures are snakepit errors: the process unreachable → ``WorkerCrashed``; deadline →
 ``RequestTimeout``; protocol or authentication trouble → ``TransportError``. Cancelling the
-calling trio task cancels the call in the worker.
+calling trio task cancels the call in the worker. ``tests/transport/test_conformance.py`` holds
+every implementation to this contract.
 """
 
 from __future__ import annotations
 
-from typing import Any, AsyncContextManager, AsyncIterator, Protocol
+from typing import AsyncContextManager, AsyncIterator, Protocol
 
+import trio
+
+from snakepit_bridge import protocol
 from snakepit_bridge.proto import bridge_pb2 as pb
+
+# Seconds each kind of call may take, the same on every transport. ``execute`` has none of
+# its own: the caller's timeout bounds it, and the transport adds EXECUTE_BACKSTOP so that a
+# worker that never answers still ends the call.
+TIMEOUTS = {"ping": protocol.PING_TIMEOUT, "describe": protocol.DESCRIBE_TIMEOUT,
+            "init_session": protocol.SESSION_TIMEOUT, "end_session": protocol.SESSION_TIMEOUT}
+EXECUTE_BACKSTOP = protocol.DEADLINE_BACKSTOP
+
+
+def backstop(timeout: float | None) -> float | None:
+    return None if timeout is None else timeout + EXECUTE_BACKSTOP
+
+
+class TelemetryChannel(Protocol):
+    """The worker's event stream (``events``) and its run-time filters (``send``)."""
+
+    events: AsyncIterator[pb.TelemetryEvent]
+
+    def send(self, control: pb.TelemetryControl) -> None: ...
 
 
 class Transport(Protocol):
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Start what the transport runs in the background (in the worker's nursery)."""
+
     async def ping(self) -> pb.PingResponse: ...
 
     async def heartbeat(self, seq: int) -> pb.HeartbeatResponse: ...
@@ -27,8 +53,12 @@ class Transport(Protocol):
     def stream(self, request: pb.ExecuteRequest
                ) -> AsyncContextManager[AsyncIterator[pb.ToolChunk]]: ...
 
-    async def init_session(self, session_id: str, metadata_json: bytes = b"") -> Any: ...
+    def telemetry(self, control: pb.TelemetryControl
+                  ) -> AsyncContextManager[TelemetryChannel]: ...
 
-    async def end_session(self, session_id: str) -> Any: ...
+    async def init_session(self, session_id: str,
+                           metadata_json: bytes = b"") -> pb.InitSessionResponse: ...
+
+    async def end_session(self, session_id: str) -> pb.EndSessionResponse: ...
 
     async def aclose(self) -> None: ...

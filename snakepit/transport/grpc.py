@@ -23,12 +23,10 @@ import grpc  # noqa: E402
 import trio  # noqa: E402
 
 from snakepit.errors import RequestTimeout, SnakepitError, TransportError, WorkerCrashed  # noqa
+from snakepit.transport.base import TIMEOUTS, backstop  # noqa: E402
 from snakepit_bridge.proto import bridge_pb2 as pb  # noqa: E402
 from snakepit_bridge.proto import bridge_pb2_grpc as pbg  # noqa: E402
-
-from snakepit_bridge.protocol import (DEADLINE_BACKSTOP, DESCRIBE_TIMEOUT,  # noqa: E402
-                                      GRPC_MESSAGE_OPTIONS, PING_TIMEOUT, SECRET_HEADER,
-                                      SESSION_TIMEOUT)
+from snakepit_bridge.protocol import GRPC_MESSAGE_OPTIONS, SECRET_HEADER  # noqa: E402
 
 CHANNEL_OPTIONS = [*GRPC_MESSAGE_OPTIONS, ("grpc.enable_retries", 0)]
 STREAM_BUFFER = 64
@@ -111,27 +109,28 @@ class GrpcTransport:
         except (grpc.RpcError, grpc.FutureCancelledError) as exc:
             raise map_rpc_error(exc, self.address, method) from None
 
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Nothing to run: grpcio's own threads carry the calls."""
+
     async def ping(self) -> Any:
-        return await self._unary("Ping", pb.PingRequest(message="ping"), timeout=PING_TIMEOUT)
+        return await self._unary("Ping", pb.PingRequest(message="ping"), TIMEOUTS["ping"])
 
     async def heartbeat(self, seq: int) -> Any:
         return await self._unary("Heartbeat", pb.HeartbeatRequest(seq=seq))
 
     async def describe(self) -> Any:
-        return await self._unary("Describe", pb.DescribeRequest(), timeout=DESCRIBE_TIMEOUT)
+        return await self._unary("Describe", pb.DescribeRequest(), TIMEOUTS["describe"])
 
     async def execute(self, request: Any, *, timeout: float | None = None) -> Any:
-        # The grpc deadline is a backstop a little after the caller's own timeout.
-        return await self._unary("Execute", request,
-                                 timeout=None if timeout is None else timeout + DEADLINE_BACKSTOP)
+        return await self._unary("Execute", request, backstop(timeout))
 
     async def init_session(self, session_id: str, metadata_json: bytes = b"") -> Any:
         return await self._unary("InitSession", pb.InitSessionRequest(
-            session_id=session_id, metadata_json=metadata_json), timeout=SESSION_TIMEOUT)
+            session_id=session_id, metadata_json=metadata_json), TIMEOUTS["init_session"])
 
     async def end_session(self, session_id: str) -> Any:
         return await self._unary("EndSession", pb.EndSessionRequest(session_id=session_id),
-                                 timeout=SESSION_TIMEOUT)
+                                 TIMEOUTS["end_session"])
 
     @asynccontextmanager
     async def stream(self, request: Any) -> AsyncIterator[AsyncIterator[Any]]:

@@ -18,11 +18,10 @@ from typing import Any, AsyncIterator
 import trio
 
 from snakepit.errors import RequestTimeout, TransportError, WorkerCrashed
+from snakepit.transport.base import TIMEOUTS, backstop
 from snakepit_bridge import frames, shm
 from snakepit_bridge.frames import HEADER, HOST_CALLS, MAX_FRAME
 from snakepit_bridge.proto import bridge_pb2 as pb
-from snakepit_bridge.protocol import (DEADLINE_BACKSTOP, DESCRIBE_TIMEOUT, PING_TIMEOUT,
-                                      SESSION_TIMEOUT)
 
 WINDOW = 64          # stream chunks in flight
 REFILL = WINDOW // 2
@@ -193,26 +192,28 @@ class PipeTransport:
         return slot.frame
 
     async def ping(self) -> Any:
-        return (await self._call("Ping", PING_TIMEOUT, "ping", pb.PingRequest(message="ping"))).pong
+        return (await self._call("Ping", TIMEOUTS["ping"], "ping",
+                                 pb.PingRequest(message="ping"))).pong
 
     async def heartbeat(self, seq: int) -> Any:
         return (await self._call("Heartbeat", None, "heartbeat", pb.HeartbeatRequest(seq=seq))
                 ).heartbeat_reply
 
     async def describe(self) -> Any:
-        return (await self._call("Describe", DESCRIBE_TIMEOUT, "describe", pb.DescribeRequest())
-                ).description
+        return (await self._call("Describe", TIMEOUTS["describe"], "describe",
+                                 pb.DescribeRequest())).description
 
     async def execute(self, request: Any, *, timeout: float | None = None) -> Any:
-        return (await self._call("Execute", None if timeout is None else timeout + DEADLINE_BACKSTOP,
-                                 "execute", request)).result
+        return (await self._call("Execute", backstop(timeout), "execute", request)).result
 
     async def init_session(self, session_id: str, metadata_json: bytes = b"") -> Any:
-        return (await self._call("InitSession", SESSION_TIMEOUT, "init_session", pb.InitSessionRequest(
+        return (await self._call("InitSession", TIMEOUTS["init_session"], "init_session",
+                                 pb.InitSessionRequest(
             session_id=session_id, metadata_json=metadata_json))).session_initialized
 
     async def end_session(self, session_id: str) -> Any:
-        return (await self._call("EndSession", SESSION_TIMEOUT, "end_session", pb.EndSessionRequest(
+        return (await self._call("EndSession", TIMEOUTS["end_session"], "end_session",
+                                 pb.EndSessionRequest(
             session_id=session_id))).session_ended
 
     @asynccontextmanager

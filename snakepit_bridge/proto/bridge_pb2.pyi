@@ -63,18 +63,20 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., sent_at: _Optional[float] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("seq", "worker_id", "in_flight", "rss_bytes", "timestamp")
+    __slots__ = ("seq", "worker_id", "in_flight", "rss_bytes", "timestamp", "running")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
     seq: int
     worker_id: str
     in_flight: int
     rss_bytes: int
     timestamp: float
-    def __init__(self, seq: _Optional[int] = ..., worker_id: _Optional[str] = ..., in_flight: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., timestamp: _Optional[float] = ...) -> None: ...
+    running: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, seq: _Optional[int] = ..., worker_id: _Optional[str] = ..., in_flight: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., timestamp: _Optional[float] = ..., running: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DescribeRequest(_message.Message):
     __slots__ = ()

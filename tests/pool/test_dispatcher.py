@@ -1,4 +1,4 @@
-"""The dispatcher's bookkeeping, with fake workers on MockClock (no processes)."""
+"""The dispatcher and the roster's bookkeeping, with fake workers on MockClock (no processes)."""
 
 import pytest
 import trio
@@ -7,17 +7,29 @@ import trio.testing
 from snakepit.errors import (PoolSaturated, QueueTimeout, SessionWorkerUnavailable,
                              ShuttingDown, WorkerBusy)
 from snakepit.pool.dispatcher import Dispatcher
+from snakepit.pool.roster import Roster, WorkerState
+
+ROSTERS = {}
 
 
 class W:
     def __init__(self, key, capacity=1):
         self.key = self.id = key
         self.capacity = capacity
-        self.in_flight = 0
-        self.requests = 0
+        self.roster = None
+
+    @property
+    def in_flight(self):
+        return self.roster.entries[self.key].in_flight
 
     def __repr__(self):
         return f"W({self.key})"
+
+
+def join(roster, w):
+    w.roster = roster
+    roster.starting(w)
+    roster.ready(w)
 
 
 @pytest.fixture
@@ -25,9 +37,34 @@ def clock():
     return trio.testing.MockClock(autojump_threshold=0)
 
 
-def make(affinity="hint", workers=(), **kw):
-    d = Dispatcher("p", max_queue_size=kw.get("max_queue_size", 10),
-                   queue_timeout=kw.get("queue_timeout", 5.0), affinity=affinity)
+class D(Dispatcher):
+    """The dispatcher with its roster's verbs at hand, for short tests."""
+
+    def checkin(self, w):
+        self.roster.release(w)
+
+    def add_worker(self, w):
+        join(self.roster, w)
+
+    def remove_worker(self, w):
+        self.roster.leaving(w)
+
+    def drain_worker(self, w):
+        return self.roster.drain(w)
+
+    @property
+    def available(self):
+        return self.roster.available
+
+    @property
+    def busy(self):
+        return self.roster.busy
+
+
+def make(affinity="hint", workers=(), roster=None, **kw):
+    roster = roster or Roster("p", max_requests=kw.get("max_requests"))
+    d = D(roster, max_queue_size=kw.get("max_queue_size", 10),
+          queue_timeout=kw.get("queue_timeout", 5.0), affinity=affinity)
     for w in workers:
         d.add_worker(w)
     return d
@@ -192,3 +229,115 @@ async def test_close_wakes_waiters(clock):
     assert len(errs) == 1
     with pytest.raises(ShuttingDown):
         await d.checkout()
+
+
+async def test_restarted_dispatcher_keeps_every_slot(clock):
+    """Regression: a dispatcher restarted while requests ran reported available == 1 and every
+    checkout ended in QueueTimeout; capacity now lives in the roster, which outlives it."""
+    a, b = W("a"), W("b", capacity=2)
+    old = make(workers=[a, b], queue_timeout=1.0)
+    held = [await old.checkout() for _ in range(3)]   # every slot busy
+    old.close()                                       # the dispatcher crashes...
+    new = make(roster=old.roster, queue_timeout=1.0)  # ...and its restart takes over
+    assert new.available == 0
+    for w in held:                                    # requests in flight check in
+        old.roster.release(w)
+    assert new.available == 3
+    got = [await new.checkout() for _ in range(3)]
+    assert sorted(w.key for w in got) == ["a", "b", "b"]
+    with pytest.raises(QueueTimeout):
+        await new.checkout()
+
+
+async def test_max_requests_is_a_limit(clock):
+    """Regression: with max_requests=3 the first process served seven calls. The request that
+    reaches the limit takes the worker out of rotation as it is handed out."""
+    limits = []
+    d = make(max_requests=3, queue_timeout=1.0)
+    d.roster.limit_reached = limits.append
+    a = W("a")
+    d.add_worker(a)
+    for n in range(3):
+        assert await d.checkout() is a
+        d.checkin(a)
+    assert limits == [a]
+    assert d.roster.state(a) is WorkerState.DRAINING
+    assert d.roster.drain(a).is_set()               # nothing in flight: ready to stop
+    with pytest.raises(QueueTimeout):               # queued, never served by `a`
+        await d.checkout()
+    b = W("b")
+
+    async def late_join():
+        await trio.sleep(0.5)
+        d.add_worker(b)                             # the replacement joins
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(late_join)
+        assert await d.checkout() is b              # the queued caller gets it
+
+
+async def test_limit_reached_by_a_handed_over_slot(clock):
+    d = make(max_requests=2, queue_timeout=5.0)
+    limits = []
+    d.roster.limit_reached = limits.append
+    a = W("a")
+    d.add_worker(a)
+    await d.checkout()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(d.checkout)
+        await trio.testing.wait_all_tasks_blocked()
+        d.checkin(a)                                # handed to the waiter: request 2 of 2
+    assert limits == [a] and d.roster.entries["a"].requests == 2
+    assert d.roster.state(a) is WorkerState.DRAINING
+
+
+async def test_abandoned_request_keeps_the_worker_until_confirmed(clock):
+    """Regression: a timed-out sync tool kept its worker busy while the pool said it was free.
+    An abandoned lease keeps the slot and the worker out of rotation until confirmation."""
+    d = make(queue_timeout=1.0)
+    hook = []
+    d.roster.abandoned_hook = hook.append
+    a = W("a")
+    d.add_worker(a)
+    await d.checkout()
+    d.roster.abandon(a)
+    assert hook == [a] and d.roster.state(a) is WorkerState.CANCELLING
+    assert d.available == 0 and a.in_flight == 1
+    with pytest.raises(QueueTimeout):
+        await d.checkout()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(d.checkout)
+        await trio.testing.wait_all_tasks_blocked()
+        d.roster.confirmed(a)                       # the tool ended: the waiter gets it
+    assert d.roster.state(a) is WorkerState.READY and a.in_flight == 1
+
+
+async def test_strict_session_survives_a_cancelling_worker(clock):
+    d = make("strict_queue", queue_timeout=5.0)
+    a, b = W("a"), W("b")
+    d.add_worker(a)
+    d.add_worker(b)
+    w = await d.checkout("s")
+    d.roster.abandon(w)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(d.checkout, "s")
+        await trio.testing.wait_all_tasks_blocked()
+        assert d.queued == 1                        # waits for its worker, not failed
+        d.roster.confirmed(w)
+    assert w.in_flight == 1
+
+
+def test_transitions_are_checked():
+    r = Roster("p")
+    a = W("a")
+    a.roster = r
+    r.starting(a)
+    with pytest.raises(AssertionError, match="starting -> draining"):
+        r._move(r.entries["a"], WorkerState.DRAINING)
+    r.ready(a)
+    r.leaving(a)
+    r.stopped(a)
+    assert "a" not in r.entries
+    b = W("b")
+    e = r.starting(b)
+    r.stopped(b)
+    assert e.state is WorkerState.FAILED     # never became ready

@@ -1,0 +1,250 @@
+"""Roster: the one owner of every worker's state and free capacity in a pool.
+
+    roster = Roster("default", max_requests=None)
+    roster.starting(worker)        # STARTING
+    roster.ready(worker)           # READY: its capacity is offered (to the dispatcher first)
+    entry = roster.take_free()     # a READY worker with a free slot, leased (or None)
+    roster.release(worker)         # the request is over: the slot is free again
+    roster.abandon(worker)         # a request timed out / was cancelled: CANCELLING until
+    roster.confirmed(worker)       #   the worker confirms the tool ended
+    roster.drain(worker)           # DRAINING: no new requests; event set when idle
+    roster.leaving(worker)         # STOPPING: out of rotation for good
+    roster.stopped(worker)         # STOPPED (or FAILED if it never became ready)
+
+Every state change and every change of ``in_flight``/``requests`` happens in this module, on
+the trio thread, synchronously: the dispatcher, the call path, the starter and the lifecycle
+manager ask and tell the roster instead of keeping copies. The roster belongs to the pool's
+runtime, not to a dispatcher, so a dispatcher that is restarted finds every worker's capacity
+where it was (requests in flight during the restart check in here). The transitions, and what
+users see of them (``app.workers()[i]["state"]``), are listed in ADR/0002.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from typing import Callable, Protocol
+
+import trio
+
+
+class WorkerState(str, enum.Enum):
+    STARTING = "starting"        # spawned, not yet ready
+    READY = "ready"              # in rotation
+    CANCELLING = "cancelling"    # out of rotation until the worker confirms an abandoned tool ended
+    DRAINING = "draining"        # out of rotation for good (recycle); in-flight work finishes
+    STOPPING = "stopping"        # being stopped
+    STOPPED = "stopped"          # gone after having been ready
+    FAILED = "failed"            # never became ready
+
+
+ALIVE = frozenset({WorkerState.READY, WorkerState.CANCELLING, WorkerState.DRAINING})
+
+# state -> the states it may move to (anything else is a bug in the caller)
+TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
+    WorkerState.STARTING: frozenset({WorkerState.READY, WorkerState.FAILED,
+                                     WorkerState.STOPPING}),
+    WorkerState.READY: frozenset({WorkerState.CANCELLING, WorkerState.DRAINING,
+                                  WorkerState.STOPPING}),
+    WorkerState.CANCELLING: frozenset({WorkerState.READY, WorkerState.DRAINING,
+                                       WorkerState.STOPPING}),
+    WorkerState.DRAINING: frozenset({WorkerState.STOPPING}),
+    WorkerState.STOPPING: frozenset({WorkerState.STOPPED, WorkerState.FAILED}),
+    WorkerState.STOPPED: frozenset(),
+    WorkerState.FAILED: frozenset(),
+}
+
+
+class Member(Protocol):
+    """What the roster needs of a worker."""
+
+    key: str          # unique per process (slot id + incarnation)
+    id: str           # the slot
+    capacity: int
+
+
+class Entry:
+    """One worker's record. Read it anywhere; only :class:`Roster` writes it."""
+
+    __slots__ = ("worker", "state", "in_flight", "requests", "abandoned", "idle", "reason")
+
+    def __init__(self, worker: Member) -> None:
+        self.worker = worker
+        self.state = WorkerState.STARTING
+        self.in_flight = 0          # leases not yet released (abandoned ones included)
+        self.requests = 0           # requests handed to this process
+        self.abandoned = 0          # leases whose caller gave up; released on confirmation
+        self.idle = trio.Event()    # set while in_flight == 0 once draining
+        self.reason: str | None = None   # why it left rotation (recycle reason, ...)
+
+    @property
+    def free(self) -> int:
+        return self.worker.capacity - self.in_flight if self.state is WorkerState.READY else 0
+
+
+class Roster:
+    def __init__(self, pool: str, *, max_requests: int | None = None) -> None:
+        self.pool = pool
+        self.max_requests = max_requests
+        self.entries: dict[str, Entry] = {}
+        # One item per free slot of a READY worker; stale items (the worker left rotation
+        # since) are skipped when taken.
+        self._free: collections.deque[Entry] = collections.deque()
+        # Hooks of the current dispatcher and of the pool's starters.
+        # offer(entry): give one free slot of entry to a waiter (leasing it) -> taken?
+        self.offer: Callable[[Entry], bool] = lambda entry: False
+        self.left_rotation: Callable[[Entry], None] = lambda entry: None
+        self.limit_reached: Callable[[Member], None] = lambda worker: None
+        self.abandoned_hook: Callable[[Member], None] = lambda worker: None
+
+    # -- reading ----------------------------------------------------------------------------
+    def entry(self, worker: Member) -> Entry | None:
+        return self.entries.get(worker.key)
+
+    def state(self, worker: Member) -> WorkerState:
+        entry = self.entries.get(worker.key)
+        return entry.state if entry is not None else WorkerState.STOPPED
+
+    @property
+    def available(self) -> int:
+        return sum(e.free for e in self.entries.values())
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for e in self.entries.values() if e.in_flight > 0)
+
+    def live(self) -> list[Entry]:
+        return [e for e in self.entries.values() if e.state in ALIVE]
+
+    # -- transitions ------------------------------------------------------------------------
+    def _move(self, entry: Entry, to: WorkerState) -> None:
+        if to not in TRANSITIONS[entry.state]:
+            raise AssertionError(f"worker {entry.worker.key}: {entry.state.value} -> "
+                                 f"{to.value} is not a transition")
+        was_in_rotation = entry.state is WorkerState.READY
+        entry.state = to
+        if was_in_rotation and to is not WorkerState.READY:
+            self.left_rotation(entry)
+
+    def starting(self, worker: Member) -> Entry:
+        entry = self.entries[worker.key] = Entry(worker)
+        return entry
+
+    def ready(self, worker: Member) -> None:
+        entry = self.entries[worker.key]
+        self._move(entry, WorkerState.READY)
+        self._offer_free(entry)
+
+    def drain(self, worker: Member, reason: str = "recycle") -> trio.Event:
+        """Out of rotation for good; the event is set once no lease is left."""
+        entry = self.entries[worker.key]
+        if entry.state in (WorkerState.READY, WorkerState.CANCELLING):
+            entry.reason = entry.reason or reason
+            self._move(entry, WorkerState.DRAINING)
+        self._check_idle(entry)
+        return entry.idle
+
+    def leaving(self, worker: Member, reason: str | None = None) -> None:
+        """The worker is being stopped (crash, kill, stop): out of rotation now."""
+        entry = self.entries.get(worker.key)
+        if entry is None or entry.state in (WorkerState.STOPPING, WorkerState.STOPPED,
+                                            WorkerState.FAILED):
+            return
+        entry.reason = entry.reason or reason
+        self._move(entry, WorkerState.STOPPING)
+
+    def stopped(self, worker: Member) -> None:
+        """The process is gone: FAILED if it never became ready, else STOPPED."""
+        entry = self.entries.pop(worker.key, None)
+        if entry is None:
+            return
+        never_ready = entry.state is WorkerState.STARTING
+        if entry.state is not WorkerState.STOPPING:
+            self._move(entry, WorkerState.STOPPING)
+        self._move(entry, WorkerState.FAILED if never_ready else WorkerState.STOPPED)
+        entry.idle.set()
+
+    # -- leases -----------------------------------------------------------------------------
+    def take_free(self) -> Entry | None:
+        while self._free:
+            entry = self._free.popleft()
+            if entry.free > 0 and self.entries.get(entry.worker.key) is entry:
+                self.lease(entry)
+                return entry
+        return None
+
+    def take(self, entry: Entry) -> bool:
+        """Lease a slot of this particular worker, if it has a free one."""
+        if entry.free <= 0:
+            return False
+        try:
+            self._free.remove(entry)
+        except ValueError:
+            pass
+        self.lease(entry)
+        return True
+
+    def lease(self, entry: Entry) -> None:
+        """Count a request on ``entry`` (its slot is already taken off the free list)."""
+        entry.in_flight += 1
+        entry.requests += 1
+        if self.max_requests is not None and entry.requests >= self.max_requests \
+                and entry.state in (WorkerState.READY, WorkerState.CANCELLING):
+            # The limit is reached as the last request is handed out: out of rotation now,
+            # so no process ever serves more than max_requests; its in-flight work finishes.
+            entry.reason = "max_requests"
+            self._move(entry, WorkerState.DRAINING)
+            self.limit_reached(entry.worker)
+
+    def release(self, worker: Member, *, ran: bool = True) -> None:
+        """A lease on ``worker`` is over, whatever its outcome (``ran=False``: the request was
+        never sent, so it does not count towards ``max_requests``)."""
+        entry = self.entries.get(worker.key)
+        if entry is None:
+            return
+        entry.in_flight -= 1
+        if not ran:
+            entry.requests -= 1
+        if entry.state is WorkerState.READY:
+            self._offer_free(entry, 1)
+        else:
+            self._check_idle(entry)
+
+    def abandon(self, worker: Member) -> None:
+        """The caller of a request on ``worker`` gave up (timeout, cancellation) while the tool
+        may still run: the lease stays taken, and the worker leaves rotation until it confirms
+        (:meth:`confirmed`) or is killed."""
+        entry = self.entries.get(worker.key)
+        if entry is None or entry.state not in ALIVE:
+            return
+        entry.abandoned += 1
+        if entry.state is WorkerState.READY:
+            self._move(entry, WorkerState.CANCELLING)
+        self.abandoned_hook(worker)
+
+    def confirmed(self, worker: Member) -> None:
+        """The worker reports that its abandoned tools have ended."""
+        entry = self.entries.get(worker.key)
+        if entry is None or entry.abandoned == 0:
+            return
+        entry.in_flight -= entry.abandoned
+        entry.abandoned = 0
+        if entry.state is WorkerState.CANCELLING:
+            self._move(entry, WorkerState.READY)
+            self._offer_free(entry)
+        else:
+            self._check_idle(entry)
+
+    # -- internals --------------------------------------------------------------------------
+    def _offer_free(self, entry: Entry, slots: int | None = None) -> None:
+        """Free slots go to the dispatcher's waiters first (``offer`` leases what it takes),
+        then to the free list."""
+        for _ in range(entry.free if slots is None else slots):
+            if entry.free <= 0:
+                return
+            if not self.offer(entry):
+                self._free.append(entry)
+
+    def _check_idle(self, entry: Entry) -> None:
+        if entry.in_flight == 0 and entry.state is not WorkerState.READY:
+            entry.idle.set()
