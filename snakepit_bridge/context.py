@@ -45,7 +45,8 @@ class HostCaller(Protocol):
 
 class Cancellation:
     """How a request ends for its tool, set once by whichever comes first: the caller's
-    cancel (``"cancelled"``), the request's deadline (``"timeout"``), or the worker stopping.
+    cancel (``"cancelled"``), the request's deadline (``"timeout"``), or the end of a stream
+    (``"finished"``). ``SessionContext.cancelled`` is true once it is set.
 
         cancel = Cancellation(deadline=time.monotonic() + 5.0)
         cancel.time_left()        # seconds until the deadline, or None without one
@@ -180,7 +181,7 @@ class SessionContext:
     @property
     def host_tools(self) -> list[dict[str, Any]]:
         resp = self._call("ListHostTools",
-                                   pb.ListHostToolsRequest(session_id=self.session_id or ""))
+                          pb.ListHostToolsRequest(session_id=self.session_id or ""))
         return [{"name": t.name, "description": t.description,
                  "parameters": [p.name for p in t.parameters]} for t in resp.tools]
 

@@ -33,11 +33,11 @@ def run_prefix(run_id: str) -> str:
     return f"snakepit-{run_id}"
 
 
-def peer_prefix(run_prefix: str, side: str) -> str:
+def peer_prefix(prefix: str, side: str) -> str:
     """What every segment the peer of one pipe may name starts with: its run's prefix and its
     side (``"h"`` for the host's, ``f"w{pid}"`` for one worker's). Empty without a run
     prefix: then no segment is accepted."""
-    return f"{run_prefix}-{side}" if run_prefix else ""
+    return f"{prefix}-{side}" if prefix else ""
 
 
 def available() -> bool:
