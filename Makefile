@@ -29,7 +29,7 @@ runtimes:
 	else echo "ruby with grpc is missing and we are not root: Ruby worker tests will skip"; fi
 
 test: $(STAMP) runtimes
-	$(PY) -m mypy snakepit
+	$(PY) -m mypy snakepit snakepit_bridge
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -12,8 +12,8 @@ import logging
 import os
 import sys
 
-THREAD_LIMIT_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                     "NUMEXPR_NUM_THREADS")
+from snakepit_bridge.protocol import (EXIT_INIT, EXIT_USAGE, GRPC_FORK_SUPPORT_ENV, SECRET_ENV,
+                                      THREAD_LIMIT_VARS)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,16 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.max_concurrency < 1:
         print(f"--max-concurrency must be >= 1, got {args.max_concurrency}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     # Before any user code (numpy & co read these once, at import).
     for var in THREAD_LIMIT_VARS:
         os.environ.setdefault(var, "1")
-    os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
-    secret = os.environ.pop("SNAKEPIT_SECRET", "")
+    os.environ[GRPC_FORK_SUPPORT_ENV] = "false"
+    secret = os.environ.pop(SECRET_ENV, "")
     if not secret:
-        print("SNAKEPIT_SECRET is not set: a worker needs the host's per-run secret in its "
+        print(f"{SECRET_ENV} is not set: a worker needs the host's per-run secret in its "
               "environment", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     level = logging.CRITICAL + 1 if args.log_level == "none" else args.log_level.upper()
     logging.basicConfig(level=level, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s [{args.worker_id}] %(name)s: "
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     module_name, _, class_name = args.adapter.partition(":")
     if not module_name or not class_name:
         print(f"--adapter must be module.path:ClassName, got {args.adapter!r}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         module = importlib.import_module(module_name)
         adapter_cls = getattr(module, class_name)
@@ -70,24 +70,24 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print(f"cannot load adapter {args.adapter!r}: {type(exc).__name__}: {exc}",
               file=sys.stderr)
-        return 3
+        return EXIT_INIT
     if args.max_concurrency > 1 and not getattr(adapter_cls, "thread_safe", False):
         print(f"adapter {args.adapter} is not declared thread-safe, so it cannot serve "
               f"--max-concurrency {args.max_concurrency}: subclass "
               f"snakepit_bridge.ThreadSafeAdapter (or set thread_safe = True) once its tools "
               f"may run concurrently, or use the process profile", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         adapter = adapter_cls()
     except Exception as exc:
         import traceback
         traceback.print_exc()
         print(f"cannot create adapter {args.adapter!r}: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_INIT
 
     import asyncio
 
-    from snakepit_bridge.server import Options, serve
+    from snakepit_bridge.worker import Options, serve
     opts = Options(worker_id=args.worker_id, ready_fd=args.ready_fd,
                    host_address=args.host_address, max_concurrency=args.max_concurrency,
                    heartbeat_interval=args.heartbeat_interval,

@@ -25,11 +25,13 @@ from __future__ import annotations
 import inspect
 import threading
 import typing
-from typing import Any, Callable
+from typing import Any, Callable, ParamSpec, TypeVar
 
 import attrs
 
 _TOOL_ATTR = "__snakepit_tool__"
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # annotation -> (python types accepted, wire type name)
 _SIMPLE: dict[Any, tuple[tuple[type, ...], str]] = {
@@ -113,11 +115,27 @@ class ToolInfo:
         return out
 
 
-def tool(fn: Callable[..., Any] | None = None, *, description: str | None = None,
-         streaming: bool | None = None, name: str | None = None) -> Any:
+@typing.overload
+def tool(fn: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@typing.overload
+def tool(*, description: str | None = None, streaming: bool | None = None,
+         name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def tool(fn: Callable[P, R] | None = None, *, description: str | None = None,
+         streaming: bool | None = None, name: str | None = None
+         ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Mark an adapter method as a tool: ``@tool`` or ``@tool(description=..., streaming=...)``.
-    ``streaming`` defaults to whether the function is a (async) generator."""
-    def mark(f: Callable[..., Any]) -> Callable[..., Any]:
+    ``streaming`` defaults to whether the function is a (async) generator. The method itself
+    is returned unchanged, so type checkers see its own signature::
+
+        @tool
+        def add(self, a: int, b: int) -> int: ...
+        MyAdapter().add(1, "2")     # mypy: incompatible type "str"
+    """
+    def mark(f: Callable[P, R]) -> Callable[P, R]:
         setattr(f, _TOOL_ATTR, {"description": description, "streaming": streaming,
                                  "name": name})
         return f

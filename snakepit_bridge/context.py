@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+import time
+from typing import Any, Protocol
 
 from snakepit_bridge import serialization
 from snakepit_bridge.proto import bridge_pb2 as pb
+from snakepit_bridge.protocol import GRPC_MESSAGE_OPTIONS, SECRET_HEADER
 
-SECRET_HEADER = "x-snakepit-secret"
+__all__ = ["Cancellation", "HostCaller", "HostClient", "HostToolError", "SECRET_HEADER",
+           "SessionContext"]
 
 
 class HostToolError(Exception):
@@ -27,6 +30,51 @@ class HostToolError(Exception):
         super().__init__(f"{type_ or category}: {message}")
         self.category, self.type, self.message = category, type_, message
         self.details = details or {}
+
+
+class HostCaller(Protocol):
+    """The worker's line to the host: :class:`HostClient` (gRPC) or the pipe's client.
+    ``call`` blocks until the host answers and raises :class:`HostToolError` on failure
+    (type ``"DEADLINE_EXCEEDED"`` when ``timeout`` passes first)."""
+
+    address: str     # "" when the host cannot be probed separately (the pipe)
+    worker_id: str
+
+    def call(self, method: str, request: Any, timeout: float | None = None) -> Any: ...
+
+
+class Cancellation:
+    """How a request ends for its tool, set once by whichever comes first: the caller's
+    cancel (``"cancelled"``), the request's deadline (``"timeout"``), or the end of a stream
+    (``"finished"``). ``SessionContext.cancelled`` is true once it is set.
+
+        cancel = Cancellation(deadline=time.monotonic() + 5.0)
+        cancel.time_left()        # seconds until the deadline, or None without one
+        cancel.set("timeout")     # first reason wins; wakes every wait()
+    """
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.deadline = deadline    # a time.monotonic() value
+        self.reason: str | None = None
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+
+    def set(self, reason: str) -> None:
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+                self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+    def time_left(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
 
 
 class HostClient:
@@ -46,9 +94,8 @@ class HostClient:
             if self._stub is None:
                 import grpc
                 from snakepit_bridge.proto import bridge_pb2_grpc
-                channel = grpc.insecure_channel(self.address, options=[
-                    ("grpc.max_send_message_length", 256 * 1024 * 1024),
-                    ("grpc.max_receive_message_length", 256 * 1024 * 1024)])
+                channel = grpc.insecure_channel(self.address,
+                                                options=list(GRPC_MESSAGE_OPTIONS))
                 self._stub = bridge_pb2_grpc.HostServiceStub(channel)  # type: ignore[no-untyped-call]
             return self._stub
 
@@ -70,15 +117,15 @@ def raise_error(error: pb.ErrorInfo) -> None:
 class SessionContext:
     """Per-request context handed to tools that ask for it."""
 
-    def __init__(self, *, session_id: str, correlation_id: str, host: HostClient | None,
+    def __init__(self, *, session_id: str, correlation_id: str, host: HostCaller | None,
                  session_state: dict[str, Any] | None, metadata: dict[str, str],
-                 cancel_event: threading.Event) -> None:
+                 cancel: Cancellation) -> None:
         self.session_id = session_id or None
         self.correlation_id = correlation_id
         self.metadata = metadata
         self.state: dict[str, Any] = session_state if session_state is not None else {}
         self._host = host
-        self._cancel = cancel_event
+        self._cancel = cancel
 
     @property
     def cancelled(self) -> bool:
@@ -89,19 +136,39 @@ class SessionContext:
         """Block up to ``timeout`` seconds; True if the request was cancelled meanwhile."""
         return self._cancel.wait(timeout)
 
-    def _client(self) -> HostClient:
+    @property
+    def time_left(self) -> float | None:
+        """Seconds before the request's deadline, or None when it has none."""
+        return self._cancel.time_left()
+
+    def _client(self) -> HostCaller:
         if self._host is None:
             raise HostToolError("host", "NoHost", "no host connection in this worker")
         return self._host
+
+    def _call(self, method: str, request: Any) -> Any:
+        """One host call, bounded by the request's deadline. A call that deadline cuts is the
+        request's timeout, whichever side noticed first: the request is marked timed out
+        (so the worker reports category ``timeout``, not the tool's error) and the tool gets
+        a HostToolError of category ``timeout``."""
+        client = self._client()
+        left = self._cancel.time_left()
+        try:
+            return client.call(method, request, timeout=left)
+        except HostToolError as exc:
+            if left is None or exc.type != "DEADLINE_EXCEEDED":
+                raise
+            self._cancel.set("timeout")
+            raise HostToolError("timeout", "Timeout", f"{method} was cut by the request's "
+                                "deadline", {"method": method}) from None
 
     # -- host tools -------------------------------------------------------------------------
     def call_host_tool(self, name: str, /, **kwargs: Any) -> Any:
         """Call a tool registered on the host; blocks (use from sync tools)."""
         args_json, blobs = serialization.encode(kwargs)
-        client = self._client()
-        resp = client.call("CallHostTool", pb.CallHostToolRequest(
+        resp = self._call("CallHostTool", pb.CallHostToolRequest(
             tool=name, args_json=args_json, blobs=blobs, session_id=self.session_id or "",
-            correlation_id=self.correlation_id, worker_id=client.worker_id))
+            correlation_id=self.correlation_id, worker_id=self._client().worker_id))
         if not resp.success:
             raise_error(resp.error)
         return serialization.decode(resp.result_json, resp.blobs)
@@ -113,14 +180,14 @@ class SessionContext:
 
     @property
     def host_tools(self) -> list[dict[str, Any]]:
-        resp = self._client().call("ListHostTools",
-                                   pb.ListHostToolsRequest(session_id=self.session_id or ""))
+        resp = self._call("ListHostTools",
+                          pb.ListHostToolsRequest(session_id=self.session_id or ""))
         return [{"name": t.name, "description": t.description,
                  "parameters": [p.name for p in t.parameters]} for t in resp.tools]
 
     # -- session variables ------------------------------------------------------------------
     def get_variable(self, name: str) -> Any:
-        resp = self._client().call("GetVariable", pb.GetVariableRequest(
+        resp = self._call("GetVariable", pb.GetVariableRequest(
             session_id=self.session_id or "", name=name))
         if not resp.success:
             raise_error(resp.error)
@@ -129,7 +196,7 @@ class SessionContext:
     def set_variable(self, name: str, value: Any, *, type: str = "",
                      constraints: dict[str, Any] | None = None) -> Any:
         value_json, blobs = serialization.encode(value)
-        resp = self._client().call("SetVariable", pb.SetVariableRequest(
+        resp = self._call("SetVariable", pb.SetVariableRequest(
             session_id=self.session_id or "", name=name, value_json=value_json, blobs=blobs,
             type=type, constraints_json=serialization.dumps(constraints) if constraints else b""))
         if not resp.success:

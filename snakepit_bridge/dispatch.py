@@ -15,15 +15,15 @@ import contextlib
 import concurrent.futures
 import contextvars
 import functools
-import threading
+import time
 import traceback
-from typing import Any, AsyncGenerator, AsyncIterator, Callable
+from typing import Any, AsyncGenerator, Callable
 
 import attrs
 
 from snakepit_bridge import serialization, telemetry, tracing
 from snakepit_bridge.adapter import ArgumentError, BaseAdapter, ToolInfo
-from snakepit_bridge.context import HostClient, SessionContext
+from snakepit_bridge.context import Cancellation, HostCaller, SessionContext
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 
@@ -59,7 +59,7 @@ def _next_or_end(gen: Any) -> Any:
 
 
 class ToolDispatcher:
-    def __init__(self, adapter: BaseAdapter, *, worker_id: str, host: HostClient | None,
+    def __init__(self, adapter: BaseAdapter, *, worker_id: str, host: HostCaller | None,
                  max_concurrency: int) -> None:
         self.adapter = adapter
         self.tools: dict[str, ToolInfo] = adapter.tools()
@@ -76,7 +76,7 @@ class ToolDispatcher:
 
     # -- shared steps -----------------------------------------------------------------------
     def _prepare(self, req: pb.ExecuteRequest, streaming: bool
-                 ) -> tuple[ToolInfo, dict[str, Any], threading.Event]:
+                 ) -> tuple[ToolInfo, dict[str, Any], Cancellation]:
         tool = self.tools.get(req.tool)
         if tool is None:
             raise _Failure(error_info(
@@ -90,21 +90,27 @@ class ToolDispatcher:
                 {"tool": tool.name}))
         try:
             args = serialization.decode(req.args_json, req.blobs)
-        except ValueError as exc:
+        except serialization.JSONDecodeError as exc:
             raise _Failure(error_info("invalid_arguments", "InvalidJSON",
                                       f"arguments of {tool.name!r} are not valid JSON: {exc}",
                                       {"tool": tool.name})) from None
+        except (ValueError, TypeError) as exc:
+            # a blob with an unknown dtype, a shape that does not fit its bytes, a missing
+            # blob or shared-memory segment: what a non-conforming peer can send
+            raise _Failure(error_info("invalid_arguments", "InvalidBlob",
+                                      f"a blob in the arguments of {tool.name!r} cannot be "
+                                      f"decoded: {exc}", {"tool": tool.name})) from None
         try:
             kwargs = tool.bind(args)
         except ArgumentError as exc:
             raise _Failure(error_info("invalid_arguments", "InvalidArguments", str(exc),
                                       exc.details)) from None
-        cancel = threading.Event()
+        cancel = Cancellation(time.monotonic() + req.timeout if req.timeout > 0 else None)
         if tool.ctx_param:
             state = self.sessions.setdefault(req.session_id, {}) if req.session_id else None
             kwargs[tool.ctx_param] = SessionContext(
                 session_id=req.session_id, correlation_id=req.correlation_id, host=self.host,
-                session_state=state, metadata=dict(req.metadata), cancel_event=cancel)
+                session_state=state, metadata=dict(req.metadata), cancel=cancel)
         return tool, kwargs, cancel
 
     def _in_thread(self, fn: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
@@ -149,8 +155,13 @@ class ToolDispatcher:
         thread.add_done_callback(done)
 
     @staticmethod
-    def _tool_error(tool: str, exc: BaseException) -> pb.ErrorInfo:
-        return error_info("tool", type(exc).__name__, str(exc), {"tool": tool},
+    def _tool_error(tool: ToolInfo, req: pb.ExecuteRequest, exc: BaseException,
+                    cancel: Cancellation) -> pb.ErrorInfo:
+        if cancel.reason == "timeout":
+            # The deadline cut the request while the tool was failing (a host call it made
+            # noticed first): it is the request's timeout, as if the worker had noticed first.
+            return _timeout(tool, req)
+        return error_info("tool", type(exc).__name__, str(exc), {"tool": tool.name},
                           "".join(traceback.format_exception(exc)))
 
     @staticmethod
@@ -191,24 +202,22 @@ class ToolDispatcher:
                 async with asyncio.timeout(req.timeout if req.timeout > 0 else None):
                     return await work
             except asyncio.TimeoutError:
-                cancel.set()
-                raise _Failure(error_info(
-                    "timeout", "Timeout", f"{tool.name!r} exceeded its {req.timeout} s deadline",
-                    {"tool": tool.name, "timeout": req.timeout})) from None
+                cancel.set("timeout")
+                raise _Failure(_timeout(tool, req)) from None
             except asyncio.CancelledError:
-                cancel.set()
+                cancel.set("cancelled")
                 raise
             except _Failure:
                 raise
             except Exception as exc:
-                raise _Failure(self._tool_error(tool.name, exc)) from None
+                raise _Failure(self._tool_error(tool, req, exc, cancel)) from None
         finally:
             if isinstance(work, asyncio.Future):
                 work.cancel()   # a thread that has not started yet never runs
             self._release_when_done(work, req.request_id)
 
     # -- streaming --------------------------------------------------------------------------
-    async def stream(self, req: pb.ExecuteRequest) -> AsyncIterator[pb.ToolChunk]:
+    async def stream(self, req: pb.ExecuteRequest) -> AsyncGenerator[pb.ToolChunk, None]:
         # Set, never reset: a stream runs in a task of its own, and a generator may be closed
         # from another context (where resetting a token raises).
         telemetry.correlation.set(req.correlation_id)
@@ -257,17 +266,15 @@ class ToolDispatcher:
             except StopAsyncIteration:
                 return
             except asyncio.TimeoutError:
-                cancel.set()
-                raise _Failure(error_info("timeout", "Timeout",
-                                          f"stream {tool.name!r} exceeded {req.timeout} s",
-                                          {"tool": tool.name, "timeout": req.timeout})) from None
+                cancel.set("timeout")
+                raise _Failure(_timeout(tool, req)) from None
             except (_Failure, asyncio.CancelledError, GeneratorExit):
-                cancel.set()
+                cancel.set("cancelled")
                 raise
             except Exception as exc:
-                raise _Failure(self._tool_error(tool.name, exc)) from None
+                raise _Failure(self._tool_error(tool, req, exc, cancel)) from None
             finally:
-                cancel.set()
+                cancel.set("finished")
                 thread = self._thread_of(step)
                 if gen is not None and (thread is None or thread.done()):
                     await self._close(gen, tool.is_async)   # not while a step still runs
@@ -295,19 +302,26 @@ class ToolDispatcher:
     async def init_session(self, session_id: str, metadata: Any) -> bool:
         created = session_id not in self.sessions
         self.sessions.setdefault(session_id, {})
-        await _maybe_await(self.adapter.on_session_start(session_id, metadata))
+        await maybe_await(self.adapter.on_session_start(session_id, metadata))
         return created
 
     async def end_session(self, session_id: str) -> bool:
         existed = self.sessions.pop(session_id, None) is not None
-        await _maybe_await(self.adapter.on_session_end(session_id))
+        await maybe_await(self.adapter.on_session_end(session_id))
         return existed
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-async def _maybe_await(value: Any) -> Any:
+def _timeout(tool: ToolInfo, req: pb.ExecuteRequest) -> pb.ErrorInfo:
+    what = f"stream {tool.name!r}" if tool.streaming else repr(tool.name)
+    return error_info("timeout", "Timeout", f"{what} exceeded its {req.timeout} s deadline",
+                      {"tool": tool.name, "timeout": req.timeout})
+
+
+async def maybe_await(value: Any) -> Any:
+    """``value``, awaited first if it is a coroutine (adapter hooks may be sync or async)."""
     if asyncio.iscoroutine(value):
         return await value
     return value

@@ -13,9 +13,11 @@ import struct
 from typing import Any
 
 from snakepit_bridge.proto import bridge_pb2 as pb
+from snakepit_bridge.protocol import MAX_FRAME
+
+__all__ = ["HEADER", "HOST_CALLS", "MAX_FRAME", "encode"]
 
 HEADER = struct.Struct("<I")
-MAX_FRAME = 256 * 1024 * 1024
 
 # The worker's calls into the host: HostService method -> (request kind, reply kind). The host
 # answers a request kind with its handler's method of the same name.

@@ -1,53 +1,103 @@
-"""The worker's pipe transport: Frames (bridge.proto) over the socketpair fd the host gave it.
+"""The pipe carrier: Frames (bridge.proto) over the socketpair fd the host gave the worker.
 
-The same ToolDispatcher and WorkerServicer methods as the gRPC server; only the carriage
-differs: a 4-byte little-endian length, then a serialized Frame. Requests run as tasks keyed by
-frame id (Cancel cancels the task); stream chunks are sent within the credit the host grants.
-The worker's calls into the host (:class:`PipeHostClient`) and its telemetry events travel on
-the same pipe. A frame that does not parse ends the connection: the peer is not speaking the
-protocol, and the worker stops as if the host were gone.
+    carrier = PipeServer(pipe_fd, worker_id)
+    port = await carrier.start(core, lifetime)    # 0: a pipe worker has no port
+    await carrier.stop(grace=5.0)
+
+Each frame is a 4-byte little-endian length, then a serialized Frame; each request is one call
+into :class:`~snakepit_bridge.core.WorkerCore`. Requests run as tasks keyed by frame id (Cancel
+cancels the task; an id already in flight is refused); stream chunks are sent within the credit
+the host grants. The worker's calls into the host (:class:`PipeHostClient`) and its telemetry
+events travel on the same pipe. A frame that does not parse ends the connection: the peer is not
+speaking the protocol, and the worker stops as if the host were gone. Every request is answered,
+with an error frame when it cannot be served, and a frame may name only the host's own
+shared-memory segments: anything else is refused and left alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import logging
 import os
 import socket
 import threading
-from typing import Any
+from typing import Any, Coroutine
 
 from google.protobuf.message import DecodeError
 
-from snakepit_bridge import frames, shm, telemetry
-from snakepit_bridge.context import HostToolError
-from snakepit_bridge.frames import HEADER, HOST_CALLS, MAX_FRAME
+from snakepit_bridge import frames, shm
+from snakepit_bridge.context import HostCaller, HostToolError
+from snakepit_bridge.core import WorkerCore
+from snakepit_bridge.dispatch import error_info
+from snakepit_bridge.frames import HEADER, HOST_CALLS
+from snakepit_bridge.lifetime import Lifetime
 from snakepit_bridge.proto import bridge_pb2 as pb
+from snakepit_bridge.protocol import MAX_FRAME, SHM_PREFIX_ENV
 
 log = logging.getLogger("snakepit_bridge.pipe")
 
 HOST_REPLIES = frozenset(reply for _, reply in HOST_CALLS.values()) | {"error"}
+# request kinds answered by a task of their own (their id is in flight until answered)
+_TASK_KINDS = frozenset({"execute", "execute_stream", "init_session", "end_session"})
+
+
+class _Credit:
+    """How many chunks of one stream the host will take now."""
+
+    def __init__(self) -> None:
+        self.available = 0
+        self.granted = asyncio.Event()
 
 
 class PipeServer:
+    """Serves a :class:`WorkerCore` over the pipe; see the module docstring."""
+
+    transport = "pipe"
+
     def __init__(self, fd: int, worker_id: str) -> None:
         self.sock = socket.socket(fileno=fd)
         self.worker_id = worker_id
-        self.servicer: Any = None
-        self.dispatcher: Any = None
-        self.tasks: dict[int, asyncio.Task[Any]] = {}
-        self.credits: dict[int, list[Any]] = {}   # id -> [available, asyncio.Event]
+        self.core: WorkerCore | None = None
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.credits: dict[int, _Credit] = {}
         self.writer: asyncio.StreamWriter | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.host = PipeHostClient(self)
-        self.segments = shm.Segments(os.environ.get(shm.PREFIX_ENV, ""), f"w{os.getpid()}")
-        self._telemetry: asyncio.Task[Any] | None = None
+        self._host = PipeHostClient(self)
+        prefix = os.environ.get(SHM_PREFIX_ENV, "")
+        self.segments = shm.Segments(prefix, f"w{os.getpid()}")
+        # what the host names its segments (snakepit.transport.pipe: side "h<pid>.<n>")
+        self.peer_prefix = shm.peer_prefix(prefix, "h")
+        self._telemetry: asyncio.Task[None] | None = None
+        self._serving: asyncio.Task[None] | None = None
 
-    def attach(self, servicer: Any, dispatcher: Any) -> None:
-        self.servicer, self.dispatcher = servicer, dispatcher
+    @property
+    def host(self) -> HostCaller:
+        return self._host
 
+    # -- Carrier ---------------------------------------------------------------------------
+    async def start(self, core: WorkerCore, lifetime: Lifetime) -> int:
+        self.core = core
+        reader = await self.connect()
+
+        async def serve_then_stop() -> None:
+            await self.serve(reader)
+            lifetime.host_lost("pipe closed: the host is gone")
+        self._serving = asyncio.ensure_future(serve_then_stop())
+        return 0
+
+    async def stop(self, grace: float) -> None:
+        pending = [t for t in self.tasks.values() if not t.done()]
+        if pending and grace > 0:
+            await asyncio.wait(pending, timeout=grace)
+        if self._serving is not None:
+            self._serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._serving
+
+    # -- framing ---------------------------------------------------------------------------
     def send(self, fid: int, kind: str, message: Any) -> None:
         """Queue ``Frame(id=fid, <kind>=message)`` (event-loop thread only). Large blobs go by
         shared memory; the host unlinks each segment as it reads it, and sweeps what we leave
@@ -57,6 +107,9 @@ class PipeServer:
         if kind in shm.BLOB_KINDS:
             self.segments.export(message)
         self.writer.writelines(frames.encode(fid, kind, message))
+
+    def send_error(self, fid: int, category: str, type_: str, message: str) -> None:
+        self.send(fid, "error", error_info(category, type_, message))
 
     async def connect(self) -> asyncio.StreamReader:
         self.loop = asyncio.get_running_loop()
@@ -86,103 +139,111 @@ class PipeServer:
                 task.cancel()
             if self._telemetry is not None:
                 self._telemetry.cancel()
-            self.host.fail_all("the pipe to the host closed")
+            self._host.fail_all("the pipe to the host closed")
             if self.writer is not None:
                 self.writer.close()
 
     def handle(self, frame: pb.Frame) -> None:
         kind = frame.WhichOneof("body")
         fid = frame.id
-        s = self.servicer
+        core = self.core
+        assert core is not None, "start() attaches the core before frames are read"
         if kind in HOST_REPLIES:
-            self.host.resolve(fid, kind, frame)
+            self._host.resolve(fid, kind, frame)
+        elif kind in _TASK_KINDS and fid in self.tasks:
+            self.send_error(fid, "internal", "DuplicateId",
+                            f"frame id {fid} is already in flight: {kind!r} refused")
+        elif kind in shm.BLOB_KINDS and not self._own_segments(fid, getattr(frame, kind)):
+            pass   # refused with an error frame
         elif kind == "heartbeat":
-            self.send(fid, "heartbeat_reply", s._heartbeat(frame.heartbeat))
+            self.send(fid, "heartbeat_reply", core.heartbeat(frame.heartbeat))
         elif kind == "ping":
-            self.send(fid, "pong", s._ping(frame.ping))
+            self.send(fid, "pong", core.ping(frame.ping))
         elif kind == "describe":
-            self.send(fid, "description", s._describe())
+            self.send(fid, "description", core.describe())
         elif kind == "execute":
             self._spawn(fid, self._execute(fid, frame.execute))
         elif kind == "execute_stream":
-            self.credits[fid] = [0, asyncio.Event()]
+            self.credits[fid] = _Credit()
             self._spawn(fid, self._stream(fid, frame.execute_stream))
         elif kind == "credit":
-            entry = self.credits.get(fid)
-            if entry is not None:
-                entry[0] += frame.credit.chunks
-                entry[1].set()
+            credit = self.credits.get(fid)
+            if credit is not None:
+                credit.available += frame.credit.chunks
+                credit.granted.set()
         elif kind == "cancel":
             task = self.tasks.get(fid)
             if task is not None:
                 task.cancel()
         elif kind == "init_session":
-            self._spawn(fid, self._session(fid, frame.init_session, True))
+            self._spawn(fid, self._reply(fid, "session_initialized",
+                                         core.init_session(frame.init_session)))
         elif kind == "end_session":
-            self._spawn(fid, self._session(fid, frame.end_session, False))
+            self._spawn(fid, self._reply(fid, "session_ended",
+                                         core.end_session(frame.end_session)))
         elif kind == "telemetry_control":
-            self._configure_telemetry(frame.telemetry_control)
+            core.configure_telemetry(frame.telemetry_control)
+            if self._telemetry is None:
+                self._telemetry = asyncio.ensure_future(self._forward_telemetry(core))
         else:
-            self.send(fid, "error", pb.ErrorInfo(
-                category="internal", type="BadFrame", message=f"unexpected frame {kind!r}"))
+            self.send_error(fid, "internal", "BadFrame", f"unexpected frame {kind!r}")
 
-    def _spawn(self, fid: int, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
+    def _own_segments(self, fid: int, message: Any) -> bool:
+        """False (and an error frame sent) if the message names a segment the host may not."""
+        try:
+            shm.check_peer(message, self.peer_prefix)
+        except shm.SegmentError as exc:
+            self.send_error(fid, "invalid_arguments", "ForeignSegment", str(exc))
+            return False
+        return True
+
+    def _spawn(self, fid: int, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(self._answered(fid, coro))
         self.tasks[fid] = task
         task.add_done_callback(lambda _: self.tasks.pop(fid, None))
 
+    async def _answered(self, fid: int, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a request; whatever it raises becomes an error frame (never an unanswered id)."""
+        try:
+            await coro
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception as exc:
+            log.exception("request %d failed in the worker", fid)
+            with contextlib.suppress(ConnectionError):
+                self.send_error(fid, "internal", type(exc).__name__,
+                                f"the worker failed to serve request {fid}: {exc}")
+
+    async def _reply(self, fid: int, kind: str, answer: Coroutine[Any, Any, Any]) -> None:
+        self.send(fid, kind, await answer)
+
     async def _execute(self, fid: int, request: pb.ExecuteRequest) -> None:
-        self.send(fid, "result", await self.dispatcher.execute(request))
+        assert self.core is not None
+        self.send(fid, "result", await self.core.execute(request))
 
     async def _stream(self, fid: int, request: pb.ExecuteRequest) -> None:
+        assert self.core is not None and self.writer is not None
         credit = self.credits[fid]
-        gen = self.dispatcher.stream(request)
         try:
-            async for chunk in gen:
-                while credit[0] <= 0:
-                    credit[1].clear()
-                    await credit[1].wait()
-                credit[0] -= 1
-                self.send(fid, "chunk", chunk)
-                assert self.writer is not None
-                await self.writer.drain()
+            async with contextlib.aclosing(self.core.stream(request)) as chunks:
+                async for chunk in chunks:
+                    while credit.available <= 0:
+                        credit.granted.clear()
+                        await credit.granted.wait()
+                    credit.available -= 1
+                    self.send(fid, "chunk", chunk)
+                    await self.writer.drain()
         finally:
-            await gen.aclose()
             self.credits.pop(fid, None)
 
-    async def _session(self, fid: int, request: Any, init: bool) -> None:
-        if init:
-            created = await self.dispatcher.init_session(
-                request.session_id, None)
-            self.send(fid, "session_initialized", pb.InitSessionResponse(
-                created=created))
-        else:
-            existed = await self.dispatcher.end_session(request.session_id)
-            self.send(fid, "session_ended", pb.EndSessionResponse(existed=existed))
-
-    # -- telemetry ---------------------------------------------------------------------------
-    def _configure_telemetry(self, control: pb.TelemetryControl) -> None:
-        from snakepit_bridge.server import apply_telemetry_control
-        apply_telemetry_control(control)
-        if self._telemetry is None:
-            self._telemetry = asyncio.ensure_future(self._forward_telemetry())
-
-    async def _forward_telemetry(self) -> None:
-        from snakepit_bridge.server import telemetry_messages
-        assert self.loop is not None
-        loop, wake = self.loop, asyncio.Event()
-        telemetry.buffer.waker = lambda: loop.call_soon_threadsafe(wake.set)
+    async def _forward_telemetry(self, core: WorkerCore) -> None:
         try:
-            while True:
-                wake.clear()
-                for event in telemetry_messages(self.worker_id):
-                    self.send(0, "telemetry_event", event)
-                if not telemetry.buffer.events:
-                    await wake.wait()
+            async with contextlib.aclosing(core.telemetry_batches()) as batches:
+                async for batch in batches:
+                    for event in batch:
+                        self.send(0, "telemetry_event", event)
         except ConnectionError:
             pass
-        finally:
-            telemetry.buffer.waker = None
 
 
 class PipeHostClient:
@@ -251,9 +312,15 @@ class PipeHostClient:
             entry = self._pending.get(fid)
         if entry is None:   # the caller gave up (timeout)
             if kind != "error":
-                shm.discard(getattr(frame, kind))
+                shm.discard(getattr(frame, kind), self._server.peer_prefix)
             return
         expected, _ = entry
+        if kind in shm.BLOB_KINDS:
+            try:
+                shm.check_peer(getattr(frame, kind), self._server.peer_prefix)
+            except shm.SegmentError as exc:
+                self._settle(fid, exc=HostToolError("host", "ForeignSegment", str(exc)))
+                return
         if kind == "error":
             self._settle(fid, exc=HostToolError(frame.error.category, frame.error.type,
                                                 frame.error.message))

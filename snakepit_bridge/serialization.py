@@ -22,6 +22,7 @@ import orjson
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 BLOB_KEY = "__blob__"
+JSONDecodeError = orjson.JSONDecodeError   # what decode raises for bytes that are not JSON
 _OPTS = orjson.OPT_NON_STR_KEYS
 
 _np: Any

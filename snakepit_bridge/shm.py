@@ -18,17 +18,26 @@ import mmap
 import os
 from typing import Any
 
+from snakepit_bridge.protocol import SHM_PREFIX_ENV
+
 THRESHOLD = 1 << 20
 # Frame kinds whose message has a ``blobs`` map
 BLOB_KINDS = frozenset({"execute", "execute_stream", "result", "chunk", "call_host_tool",
                         "set_variable", "variable"})
 SHM_DIR = "/dev/shm"
-PREFIX_ENV = "SNAKEPIT_SHM_PREFIX"
+PREFIX_ENV = SHM_PREFIX_ENV
 
 
 def run_prefix(run_id: str) -> str:
     """The prefix of every segment one host run (and its workers) creates."""
     return f"snakepit-{run_id}"
+
+
+def peer_prefix(prefix: str, side: str) -> str:
+    """What every segment the peer of one pipe may name starts with: its run's prefix and its
+    side (``"h"`` for the host's, ``f"w{pid}"`` for one worker's). Empty without a run
+    prefix: then no segment is accepted."""
+    return f"{prefix}-{side}" if prefix else ""
 
 
 def available() -> bool:
@@ -89,12 +98,31 @@ def take(name: str, size: int) -> mmap.mmap:
         unlink(name)
 
 
-def discard(message: Any) -> None:
-    """Unlink the segments of a message nobody will decode (its caller went away)."""
+def _names(message: Any) -> list[str]:
     blobs = getattr(message, "blobs", None)
-    for blob in (blobs or {}).values():
-        if blob.shm_name:
-            unlink(blob.shm_name)
+    return [blob.shm_name for blob in (blobs or {}).values() if blob.shm_name]
+
+
+def discard(message: Any, peer: str | None = None) -> None:
+    """Unlink the segments of a message nobody will decode (its caller went away); with
+    ``peer`` (a :func:`peer_prefix`), only those under it."""
+    for name in _names(message):
+        if peer is None or (peer and name.startswith(peer)):
+            unlink(name)
+
+
+def check_peer(message: Any, peer: str) -> None:
+    """Refuse a received message that names a segment outside its sender's prefix ``peer``
+    (another run's, another worker's, our own): raises :class:`SegmentError` naming them. The
+    foreign segments are left alone; the sender's own are unlinked, as nobody will read them.
+    """
+    names = _names(message)
+    foreign = [n for n in names if not peer or not n.startswith(peer)]
+    if foreign:
+        discard(message, peer)
+        allowed = f"names starting with {peer!r}" if peer else "none (shared memory is off)"
+        raise SegmentError(f"the message names shared-memory segment(s) {foreign} that its "
+                           f"sender may not name (allowed: {allowed}): refused, left alone")
 
 
 def _path(name: str) -> str:

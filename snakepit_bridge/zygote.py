@@ -31,6 +31,9 @@ import sys
 import traceback
 from typing import Any
 
+from snakepit_bridge.lifetime import ready_line, report_ready
+from snakepit_bridge.protocol import EXIT_INIT, GRPC_FORK_SUPPORT_ENV
+
 MAX_FDS = 16
 
 
@@ -45,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 def preload(adapter: str) -> None:
     """Import everything a worker would import before serving (no channel, no server)."""
     from snakepit_bridge import __main__ as _main  # noqa: F401
-    from snakepit_bridge import pipe_server, server  # noqa: F401
+    from snakepit_bridge import pipe_server, server, worker  # noqa: F401
     module_name, _, class_name = adapter.partition(":")
     getattr(importlib.import_module(module_name), class_name)
 
@@ -66,7 +69,8 @@ class Zygote:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         try:
             while True:
-                ready, _, _ = select.select([self.control, self.wake_r, 0], [], [])
+                control = self.control.fileno()
+                ready, _, _ = select.select([control, self.wake_r, 0], [], [])
                 if self.wake_r in ready:
                     while True:
                         try:
@@ -77,7 +81,7 @@ class Zygote:
                     self.reap()
                 if 0 in ready and not os.read(0, 4096):
                     return 0   # stdin closed: the host is gone
-                if self.control in ready:
+                if control in ready:
                     data, fds, _, _ = socket.recv_fds(self.control, 1 << 20, MAX_FDS)
                     if not data:
                         return 0   # the host closed the control socket
@@ -168,19 +172,16 @@ class Zygote:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+    os.environ[GRPC_FORK_SUPPORT_ENV] = "false"
     try:
         preload(args.adapter)
     except Exception as exc:
         traceback.print_exc()
         print(f"zygote cannot preload {args.adapter!r}: {type(exc).__name__}: {exc}",
               file=sys.stderr)
-        return 3
+        return EXIT_INIT
     control = socket.socket(fileno=args.control_fd)
-    line = json.dumps({"port": 0, "pid": os.getpid(), "worker_id": "zygote",
-                       "language": "python", "protocol": 1, "transport": "zygote"}) + "\n"
-    os.write(args.ready_fd, line.encode())
-    os.close(args.ready_fd)
+    report_ready(args.ready_fd, ready_line(port=0, worker_id="zygote", transport="zygote"))
     return Zygote(control).serve()
 
 

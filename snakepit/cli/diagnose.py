@@ -11,9 +11,7 @@ import time
 from typing import Any
 
 from snakepit.cli.common import add_config_flags, load
-
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-               "NUMEXPR_NUM_THREADS")
+from snakepit_bridge.protocol import THREAD_LIMIT_VARS as THREAD_VARS
 
 
 def register(sub: Any) -> None:

@@ -21,8 +21,7 @@ from snakepit_bridge import serialization
 from snakepit_bridge.proto import bridge_pb2 as pb
 from snakepit_bridge.proto import bridge_pb2_grpc as pbg
 
-SECRET_HEADER = "x-snakepit-secret"
-MAX_MESSAGE = 256 * 1024 * 1024
+from snakepit_bridge.protocol import GRPC_MESSAGE_OPTIONS, SECRET_HEADER
 THREADS = 16
 
 
@@ -133,9 +132,7 @@ async def run_host_bridge(secret: str, handler: Any = None, *,
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(
         max_workers=THREADS, thread_name_prefix="snakepit-hostbridge"),
         interceptors=[_Auth(secret)],
-        options=[("grpc.max_send_message_length", MAX_MESSAGE),
-                 ("grpc.max_receive_message_length", MAX_MESSAGE),
-                 ("grpc.so_reuseport", 0)])
+        options=[*GRPC_MESSAGE_OPTIONS, ("grpc.so_reuseport", 0)])
     pbg.add_HostServiceServicer_to_server(  # type: ignore[no-untyped-call]
         _Servicer(handler or NoHostServices(), trio.lowlevel.current_trio_token()), server)
     port = server.add_insecure_port("127.0.0.1:0")

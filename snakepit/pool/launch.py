@@ -15,14 +15,12 @@ from snakepit.errors import WorkerStartError
 from snakepit.pool.process import WorkerProcess
 from snakepit.pool.zygote import Zygote
 from snakepit_bridge import shm
+from snakepit_bridge.protocol import GRPC_FORK_SUPPORT_ENV, SECRET_ENV, THREAD_LIMIT_VARS
 
 if TYPE_CHECKING:
     from snakepit.pool.process_registry import ProcessRegistry
     from snakepit.pool.runtime import PoolRuntime
     from snakepit.pool.worker import Worker
-
-THREAD_LIMIT_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                     "NUMEXPR_NUM_THREADS")
 
 
 def worker_env(config: PoolConfig, adapter: Any, opts: LaunchOptions, secret: str
@@ -31,11 +29,11 @@ def worker_env(config: PoolConfig, adapter: Any, opts: LaunchOptions, secret: st
     limits = config.thread_limits if config.thread_limits is not None else \
         {var: "1" for var in THREAD_LIMIT_VARS}
     env.update(limits)
-    env["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+    env[GRPC_FORK_SUPPORT_ENV] = "false"
     env["PYTHONUNBUFFERED"] = "1"
     env.update(adapter.env(opts))
     env.update(config.env)
-    env["SNAKEPIT_SECRET"] = secret   # never on a command line; the worker removes it
+    env[SECRET_ENV] = secret   # never on a command line; the worker removes it
     return env
 
 
@@ -107,7 +105,7 @@ async def start_zygote(host: LaunchContext, runtime: "PoolRuntime", nursery: tri
                 "--control-fd", str(child.fileno()), "--ready-fd", str(fd)]
 
     env = worker_env(config, adapter, _options(host, config, zygote_id, 1, -1, None), "")
-    del env["SNAKEPIT_SECRET"]   # each fork gets it with its own environment
+    del env[SECRET_ENV]   # each fork gets it with its own environment
     try:
         process = await WorkerProcess.spawn(
             argv_for, env=env, cwd=adapter.cwd, worker_id=zygote_id, nursery=nursery,

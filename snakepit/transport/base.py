@@ -14,13 +14,15 @@ from typing import AsyncContextManager, AsyncIterator, Protocol
 
 import trio
 
+from snakepit_bridge import protocol
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 # Seconds each kind of call may take, the same on every transport. ``execute`` has none of
 # its own: the caller's timeout bounds it, and the transport adds EXECUTE_BACKSTOP so that a
 # worker that never answers still ends the call.
-TIMEOUTS = {"ping": 10.0, "describe": 30.0, "init_session": 30.0, "end_session": 30.0}
-EXECUTE_BACKSTOP = 5.0
+TIMEOUTS = {"ping": protocol.PING_TIMEOUT, "describe": protocol.DESCRIBE_TIMEOUT,
+            "init_session": protocol.SESSION_TIMEOUT, "end_session": protocol.SESSION_TIMEOUT}
+EXECUTE_BACKSTOP = protocol.DEADLINE_BACKSTOP
 
 
 def backstop(timeout: float | None) -> float | None:

@@ -26,12 +26,9 @@ from snakepit.errors import RequestTimeout, SnakepitError, TransportError, Worke
 from snakepit.transport.base import TIMEOUTS, backstop  # noqa: E402
 from snakepit_bridge.proto import bridge_pb2 as pb  # noqa: E402
 from snakepit_bridge.proto import bridge_pb2_grpc as pbg  # noqa: E402
+from snakepit_bridge.protocol import GRPC_MESSAGE_OPTIONS, SECRET_HEADER  # noqa: E402
 
-SECRET_HEADER = "x-snakepit-secret"
-MAX_MESSAGE = 256 * 1024 * 1024
-CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE),
-                   ("grpc.max_receive_message_length", MAX_MESSAGE),
-                   ("grpc.enable_retries", 0)]
+CHANNEL_OPTIONS = [*GRPC_MESSAGE_OPTIONS, ("grpc.enable_retries", 0)]
 STREAM_BUFFER = 64
 
 _CRASH_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,

@@ -10,7 +10,7 @@ import hashlib
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, AsyncIterator, Iterator
 
 from snakepit_bridge import SessionContext, ThreadSafeAdapter, telemetry, tool
 
@@ -102,21 +102,23 @@ class ShowcaseAdapter(ThreadSafeAdapter):
         raise exc(f"{error_type} error raised on purpose")
 
     @tool(description="Stream `count` items, `delay` seconds apart")
-    async def stream_data(self, count: int = 5, delay: float = 0.0):
+    async def stream_data(self, count: int = 5, delay: float = 0.0
+                          ) -> AsyncIterator[dict[str, int]]:
         for i in range(count):
             yield {"index": i, "value": i * i}
             if delay:
                 await asyncio.sleep(delay)
 
     @tool(description="Stream progress updates {step, total, progress}")
-    async def stream_progress(self, steps: int = 10, delay_ms: float = 100.0):
+    async def stream_progress(self, steps: int = 10, delay_ms: float = 100.0
+                              ) -> AsyncIterator[dict[str, float]]:
         for step in range(1, steps + 1):
             if delay_ms:
                 await asyncio.sleep(delay_ms / 1000)
             yield {"step": step, "total": steps, "progress": step / steps}
 
     @tool(description="Stream `count` pongs")
-    def ping_stream(self, count: int = 5):
+    def ping_stream(self, count: int = 5) -> Iterator[dict[str, float]]:
         for i in range(count):
             yield {"ping": i + 1, "timestamp": time.time()}
 
@@ -139,7 +141,7 @@ class ShowcaseAdapter(ThreadSafeAdapter):
 
     @tool(description="Call a host tool through the session context")
     def call_host_demo(self, ctx: SessionContext, tool_name: str = "host_echo",
-                       args: dict | None = None) -> dict[str, Any]:
+                       args: dict[str, Any] | None = None) -> dict[str, Any]:
         with telemetry.span("showcase.call_host_demo", {"tool": tool_name}):
             result = ctx.call_host_tool(tool_name, **(args or {}))
         return {"host_result": result}

@@ -43,7 +43,6 @@ module Snakepit
   # Runs one worker process.
   module Worker
     CONTROL_CALLS = 8
-    MAX_MESSAGE = 256 * 1024 * 1024
     LEVELS = { "debug" => Logger::DEBUG, "info" => Logger::INFO, "warning" => Logger::WARN,
                "warn" => Logger::WARN, "error" => Logger::ERROR,
                "none" => Logger::UNKNOWN + 1 }.freeze
@@ -142,9 +141,7 @@ module Snakepit
       server = QueueingRpcServer.new(
         pool_size: pool_size(opts.max_concurrency), poll_period: opts.shutdown_grace,
         interceptors: [Auth.new(secret)],
-        server_args: { "grpc.max_send_message_length" => MAX_MESSAGE,
-                       "grpc.max_receive_message_length" => MAX_MESSAGE,
-                       "grpc.so_reuseport" => 0 }
+        server_args: GRPC_MESSAGE_ARGS.merge("grpc.so_reuseport" => 0)
       )
       port = server.add_http2_port("127.0.0.1:0", :this_port_is_insecure)
       server.handle(servicer)

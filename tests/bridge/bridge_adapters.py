@@ -72,3 +72,17 @@ class TelemetryAdapter(BaseAdapter):
         with telemetry.span("work.unit", {"k": 1}):
             pass
         return "ok"
+
+
+class SessionAdapter(BaseAdapter):
+    """Remembers what the host said when each session started."""
+
+    def __init__(self):
+        self.started = {}
+
+    def on_session_start(self, session_id, metadata):
+        self.started.setdefault(session_id, metadata)   # the first start's
+
+    @tool
+    def session_metadata(self, session_id: str):
+        return self.started.get(session_id, "never started")

@@ -1,47 +1,21 @@
 """The worker's side of the pipe transport, driven by raw frames over a real socketpair."""
 
-import socket
-import struct
+import os
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
+from snakepit_bridge import shm
 from snakepit_bridge.proto import bridge_pb2 as pb
-from worker_proc import popen, read_ready, reap
-
-HEADER = struct.Struct("<I")
-
-
-def send(sock, frame=None, raw=None):
-    data = frame.SerializeToString() if frame is not None else raw
-    sock.sendall(HEADER.pack(len(data)) + data)
-
-
-def recv(sock, timeout=10.0):
-    sock.settimeout(timeout)
-    buf = b""
-    while len(buf) < HEADER.size:
-        buf += sock.recv(HEADER.size - len(buf))
-    (size,) = HEADER.unpack(buf)
-    body = b""
-    while len(body) < size:
-        body += sock.recv(size - len(body))
-    return pb.Frame.FromString(body)
+from worker_proc import HEADER, pipe_worker as spawn_pipe_worker, recv, send
 
 
 @pytest.fixture
 def pipe_worker():
-    host, child = socket.socketpair()
-    proc, r = popen("snakepit_bridge.adapters.showcase:ShowcaseAdapter",
-                    "--pipe-fd", str(child.fileno()), pass_fds=(child.fileno(),))
-    child.close()
-    try:
-        info = read_ready(r)
-        assert info is not None and info["transport"] == "pipe", proc.stderr.read().decode()
+    with spawn_pipe_worker() as (proc, host):
         yield proc, host
-    finally:
-        reap(proc)
-        host.close()
 
 
 def wait_exit(proc, timeout=10.0):
@@ -81,3 +55,113 @@ def test_host_closing_its_end_stops_the_worker(pipe_worker):
     proc, host = pipe_worker
     host.close()
     assert wait_exit(proc) == 4
+
+
+# -- a non-conforming host: every request answered, nothing foreign touched -----------------
+def execute(fid, tool, args_json=b"{}", blobs=None, stream=False, **kw):
+    request = pb.ExecuteRequest(tool=tool, args_json=args_json, blobs=blobs or {}, **kw)
+    return pb.Frame(id=fid, execute_stream=request) if stream else \
+        pb.Frame(id=fid, execute=request)
+
+
+def still_serving(host, fid=99):
+    send(host, pb.Frame(id=fid, ping=pb.PingRequest(message="still")))
+    reply = recv(host)
+    assert reply.id == fid and reply.pong.message == "still"
+
+
+@pytest.mark.parametrize("blob", [
+    pb.Blob(data=b"\x00" * 8, dtype="zz9", shape=[1]),     # numpy: TypeError
+    pb.Blob(data=b"\x00" * 4, dtype="<f8", shape=[3]),     # bytes do not fit: ValueError
+])
+def test_an_undecodable_blob_gets_an_error_reply(pipe_worker, blob):
+    _, host = pipe_worker
+    send(host, execute(7, "echo", b'{"x": {"__blob__": "b0"}}', {"b0": blob}))
+    reply = recv(host)
+    assert reply.id == 7 and not reply.result.success
+    err = reply.result.error
+    assert (err.category, err.type) == ("invalid_arguments", "InvalidBlob"), err
+    assert "echo" in err.message
+    still_serving(host)
+
+
+def test_a_request_that_fails_in_the_worker_is_answered_with_an_error_frame(pipe_worker):
+    _, host = pipe_worker
+    send(host, pb.Frame(id=8, init_session=pb.InitSessionRequest(
+        session_id="s", metadata_json=b"{not json")))
+    reply = recv(host)
+    assert reply.id == 8 and reply.WhichOneof("body") == "error"
+    assert reply.error.category == "internal" and "request 8" in reply.error.message
+    still_serving(host)
+
+
+def test_a_duplicate_stream_id_is_refused_and_the_first_stream_goes_on(pipe_worker):
+    _, host = pipe_worker
+    # no credit yet: the first stream stays in flight, waiting for the host
+    send(host, execute(5, "stream_data", b'{"count": 3}', stream=True))
+    send(host, execute(5, "ping", stream=True))
+    reply = recv(host)
+    assert reply.id == 5 and reply.error.type == "DuplicateId", reply
+    assert "5" in reply.error.message
+    send(host, execute(5, "add", b'{"a": 1, "b": 2}'))   # a unary call on that id too
+    assert recv(host).error.type == "DuplicateId"
+    send(host, pb.Frame(id=5, credit=pb.Credit(chunks=10)))
+    chunks = []
+    while not chunks or not chunks[-1].is_final:
+        frame = recv(host)
+        assert frame.id == 5 and frame.WhichOneof("body") == "chunk", frame
+        chunks.append(frame.chunk)
+    assert [c.data_json for c in chunks[:3]] == [b'{"index":0,"value":0}',
+                                                   b'{"index":1,"value":1}',
+                                                   b'{"index":2,"value":4}']
+    still_serving(host)
+
+
+@pytest.fixture
+def shm_run(tmp_path):
+    """A run prefix for the worker, and segments to name in frames (removed afterwards)."""
+    run = f"snakepit-t{os.getpid()}x{uuid.uuid4().hex[:8]}"
+    made = []
+
+    def segment(name, data=b"\x01\x02\x03\x04"):
+        path = Path(shm.SHM_DIR) / name
+        path.write_bytes(data)
+        made.append(path)
+        return path
+    yield run, segment
+    for path in made:
+        path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def shm_pipe_worker(shm_run):
+    run, _ = shm_run
+    with spawn_pipe_worker(env={shm.PREFIX_ENV: run}) as (proc, host):
+        yield proc, host
+
+
+@pytest.mark.skipif(not shm.available(), reason="needs a writable /dev/shm")
+def test_a_frame_may_name_only_the_hosts_own_segments(shm_run, shm_pipe_worker):
+    run, segment = shm_run
+    proc, host = shm_pipe_worker
+    other_run = segment(f"snakepit-other{uuid.uuid4().hex[:8]}-h1.1-1")
+    worker_own = segment(f"{run}-w{proc.pid}-1")
+    hosts = segment(f"{run}-h1.1-2")
+    for fid, foreign in ((11, other_run), (12, worker_own)):
+        blobs = {"b0": pb.Blob(shm_name=foreign.name, shm_size=4),
+                 "b1": pb.Blob(shm_name=hosts.name, shm_size=4)}
+        send(host, execute(fid, "echo", b'{"x": {"__blob__": "b0"}, "y": {"__blob__": "b1"}}',
+                           blobs))
+        reply = recv(host)
+        assert reply.id == fid and reply.WhichOneof("body") == "error", reply
+        assert reply.error.type == "ForeignSegment" and foreign.name in reply.error.message
+        assert foreign.exists(), "a segment the host may not name was touched"
+        assert not hosts.exists(), "the host's own segment of a refused frame is left over"
+        hosts = segment(f"{run}-h1.1-{fid}")
+    # the host's own segment is read (and unlinked) as always
+    send(host, execute(13, "echo", b'{"x": {"__blob__": "b0"}}',
+                       {"b0": pb.Blob(shm_name=hosts.name, shm_size=4)}))
+    reply = recv(host)
+    assert reply.id == 13 and reply.result.success, reply
+    assert reply.result.blobs["b0"].data == b"\x01\x02\x03\x04"
+    assert not hosts.exists()

@@ -4,6 +4,8 @@ import contextlib
 import json
 import os
 import select
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -99,3 +101,40 @@ def stream(stub, tool, args=None, **kw):
     raw, blobs = serialization.encode(args or {})
     return stub.ExecuteStream(pb.ExecuteRequest(tool=tool, args_json=raw, blobs=blobs, **kw),
                               metadata=MD, timeout=60)
+
+
+# -- the pipe transport, as raw frames ----------------------------------------------------------
+HEADER = struct.Struct("<I")
+
+
+def send(sock, frame=None, raw=None):
+    data = frame.SerializeToString() if frame is not None else raw
+    sock.sendall(HEADER.pack(len(data)) + data)
+
+
+def recv(sock, timeout=10.0):
+    sock.settimeout(timeout)
+    buf = b""
+    while len(buf) < HEADER.size:
+        buf += sock.recv(HEADER.size - len(buf))
+    (size,) = HEADER.unpack(buf)
+    body = b""
+    while len(body) < size:
+        body += sock.recv(size - len(body))
+    return pb.Frame.FromString(body)
+
+
+@contextlib.contextmanager
+def pipe_worker(adapter=SHOWCASE, *extra, env=None):
+    """Yields (proc, host end of the pipe); always terminates and reaps the worker."""
+    host, child = socket.socketpair()
+    proc, r = popen(adapter, "--pipe-fd", str(child.fileno()), *extra, env=env,
+                    pass_fds=(child.fileno(),))
+    child.close()
+    try:
+        info = read_ready(r)
+        assert info is not None and info["transport"] == "pipe", proc.stderr.read().decode()
+        yield proc, host
+    finally:
+        reap(proc)
+        host.close()

@@ -2,6 +2,7 @@
 
 require "grpc"
 require "openssl"
+require_relative "protocol"
 
 module Snakepit
   # Every call must carry the per-run secret (metadata x-snakepit-secret); anything else is

@@ -4,13 +4,11 @@
 # host (HostClient).
 
 require "monitor"
+require_relative "protocol"
 
 module Snakepit
-  SECRET_HEADER = "x-snakepit-secret"
-
   # The worker's client for the host's HostService (created on first use).
   class HostClient
-    MAX_MESSAGE = 256 * 1024 * 1024
     attr_reader :address, :worker_id
 
     def initialize(address, secret, worker_id)
@@ -37,10 +35,8 @@ module Snakepit
                                                   "address (--host-address)")
       end
       @mutex.synchronize do
-        @stub ||= HostStub.new(@address, :this_channel_is_insecure, channel_args: {
-                                 "grpc.max_send_message_length" => MAX_MESSAGE,
-                                 "grpc.max_receive_message_length" => MAX_MESSAGE,
-                               })
+        @stub ||= HostStub.new(@address, :this_channel_is_insecure,
+                               channel_args: GRPC_MESSAGE_ARGS.dup)
       end
     end
 
@@ -150,10 +146,28 @@ module Snakepit
 
     private
 
+    # One host call, bounded by the request's deadline and cancelled with the request. A call
+    # that deadline cuts is the request's timeout whichever side noticed first: the gRPC
+    # deadline (DEADLINE_EXCEEDED) or the worker (which cancels the call: CANCELLED). The job
+    # is marked timed out before the tool sees the error, so the worker reports category
+    # "timeout", never the tool's error.
     def host_call(method, request)
       raise HostToolError.new("host", "NoHost", "no host connection in this worker") if @host.nil?
       deadline = @job.deadline && Time.now + time_left
-      @host.call(method, request, deadline: deadline, on_cancel: ->(&blk) { @job.on_cancel(&blk) })
+      begin
+        @host.call(method, request, deadline: deadline, on_cancel: ->(&blk) { @job.on_cancel(&blk) })
+      rescue HostToolError => e
+        raise unless cut_by_deadline?(e)
+        @job.cancel(:timeout)
+        raise HostToolError.new("timeout", "Timeout", "#{method} was cut by the request's deadline",
+                                { "method" => method.to_s })
+      end
+    end
+
+    def cut_by_deadline?(error)
+      return false if @job.deadline.nil?
+      error.type == "DEADLINE_EXCEEDED" ||
+        (error.type == "CANCELLED" && @job.cancel_reason == :timeout)
     end
 
     def raise_error(error)

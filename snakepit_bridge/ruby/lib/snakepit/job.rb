@@ -139,8 +139,7 @@ module Snakepit
     # The outcome of a unary call: [:ok, value], [:error, exception], or [reason] when the
     # request ended first ([:timeout] once the deadline passes: the job is cancelled then).
     def wait_result
-      wait_for { @outcome }
-      @outcome || [@cancel_reason]
+      wait_for { @outcome } || [@cancel_reason]
     end
 
     # The next thing a streaming call has for the transport: [:item, item], then its outcome
@@ -170,7 +169,10 @@ module Snakepit
     private
 
     # Waits until the block returns something (under the lock), the job is cancelled, or the
-    # deadline passes (which cancels it with :timeout).
+    # deadline passes (which cancels it with :timeout). Once the job timed out, only a success
+    # or an item counts: a failure is the timeout's doing (a host call it cut, a tool giving
+    # up), whichever thread noticed the deadline first; nil then, so the caller reports the
+    # cancel reason.
     def wait_for
       timed_out = false
       found = @mutex.synchronize do
@@ -186,7 +188,8 @@ module Snakepit
         end
       end
       cancel(:timeout) if timed_out
-      found
+      return found unless @mutex.synchronize { @cancel_reason == :timeout }
+      found if found && %i[ok item].include?(found.first)
     end
 
     def run

@@ -3,12 +3,9 @@
 # Why and when the worker stops: stdin EOF (the host is gone), heartbeat loss while dependent,
 # SIGTERM/SIGINT.
 
-module Snakepit
-  EXIT_OK = 0
-  EXIT_USAGE = 2
-  EXIT_INIT = 3
-  EXIT_HOST_LOST = 4
+require_relative "protocol"
 
+module Snakepit
   # The worker's stop requests and heartbeat clock.
   class Lifetime
     Stop = Struct.new(:code, :grace, :why)
@@ -61,7 +58,7 @@ module Snakepit
         end
         # Before ready nobody waits on the queue yet (the tools file may still be loading).
         exit!(EXIT_HOST_LOST) unless @mutex.synchronize { @serving }
-        request_stop(EXIT_HOST_LOST, 0.5, "stdin closed: the host is gone")
+        request_stop(EXIT_HOST_LOST, HOST_LOST_GRACE, "stdin closed: the host is gone")
       end
     end
 
@@ -75,7 +72,7 @@ module Snakepit
           if host && probe(host, worker_id)
             heartbeat!
           elsif dependent
-            request_stop(EXIT_HOST_LOST, 0.5, "no host heartbeat for #{timeout} s (dependent)")
+            request_stop(EXIT_HOST_LOST, HOST_LOST_GRACE, "no host heartbeat for #{timeout} s (dependent)")
             break
           else
             @log.warn("no host heartbeat for #{timeout} s; not dependent, serving on")

@@ -1,0 +1,137 @@
+"""A worker process's lifetime: when it is ready, and why and when it stops.
+
+    lifetime = Lifetime(LifetimeConfig(heartbeat_interval=2, heartbeat_timeout=10,
+                                       dependent=True, shutdown_grace=5), worker_id="w-1")
+    lifetime.watch_stdin()            # stdin EOF: the host is gone (even after its kill -9)
+    lifetime.handle_signals()         # SIGTERM/SIGINT: graceful stop
+    report_ready(ready_fd, ready_line(port=port, worker_id="w-1", transport="grpc"))
+    await lifetime.watchdog(probe)    # host heartbeats lost (and the probe failed) while dependent
+    await lifetime.wait_stopped()     # then: lifetime.exit_code, lifetime.grace
+
+The same for both carriers and for the workers a zygote forks (they run the same ``serve``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Awaitable, Callable
+
+import attrs
+
+from snakepit_bridge.protocol import EXIT_HOST_LOST, EXIT_OK, HOST_LOST_GRACE, PROTOCOL_VERSION
+
+log = logging.getLogger("snakepit_bridge")
+
+
+@attrs.frozen
+class LifetimeConfig:
+    heartbeat_interval: float
+    heartbeat_timeout: float    # <= 0: no watchdog
+    dependent: bool             # stop when host heartbeats are lost (else log and serve on)
+    shutdown_grace: float       # what in-flight work gets on SIGTERM/SIGINT
+
+
+class Lifetime:
+    """Why and when the worker stops: the first :meth:`request_stop` wins."""
+
+    def __init__(self, config: LifetimeConfig, worker_id: str) -> None:
+        self.config = config
+        self.worker_id = worker_id
+        self.exit_code = EXIT_OK
+        self.grace = config.shutdown_grace
+        self.reason = ""
+        self.last_heartbeat = time.monotonic()
+        self._stop = asyncio.Event()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def request_stop(self, code: int, grace: float, why: str) -> None:
+        if not self._stop.is_set():
+            log.info("worker %s stopping: %s", self.worker_id, why)
+            self.exit_code, self.grace, self.reason = code, grace, why
+            self._stop.set()
+
+    def host_lost(self, why: str) -> None:
+        """The host is gone: stop at once, in-flight work has nobody to answer."""
+        self.request_stop(EXIT_HOST_LOST, HOST_LOST_GRACE, why)
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    def heartbeat(self) -> None:
+        """A host heartbeat arrived."""
+        self.last_heartbeat = time.monotonic()
+
+    def watch_stdin(self, fd: int = 0) -> None:
+        """A thread reading ``fd`` to EOF: EOF means the host is gone (even after kill -9),
+        since the host holds the other end of the worker's stdin."""
+        loop = asyncio.get_running_loop()
+
+        def reader() -> None:
+            try:
+                while os.read(fd, 65536):
+                    pass
+            except OSError:
+                pass
+            try:
+                loop.call_soon_threadsafe(self.host_lost, "stdin closed: the host is gone")
+            except RuntimeError:
+                pass   # the loop has finished: the worker is exiting anyway
+        threading.Thread(target=reader, name="snakepit-stdin", daemon=True).start()
+
+    def handle_signals(self) -> None:
+        """SIGTERM and SIGINT stop the worker gracefully (in-flight work gets the grace)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, EXIT_OK, self.config.shutdown_grace,
+                                    f"signal {sig.name}")
+
+    async def watchdog(self, probe: Callable[[], Awaitable[bool]] | None) -> None:
+        """Until stopped: when no host heartbeat came for ``heartbeat_timeout`` and ``probe``
+        (if any) cannot reach the host either, a dependent worker stops (host lost); an
+        independent one logs it and serves on."""
+        timeout = self.config.heartbeat_timeout
+        if timeout <= 0:
+            return
+        period = min(self.config.heartbeat_interval, timeout) / 2 or 0.5
+        while not self._stop.is_set():
+            await asyncio.sleep(period)
+            if time.monotonic() - self.last_heartbeat < timeout:
+                continue
+            if probe is not None and await probe():
+                self.heartbeat()
+                continue
+            if self.config.dependent:
+                self.host_lost(f"no host heartbeat for {timeout} s (dependent)")
+                return
+            log.warning("no host heartbeat for %s s; not dependent, serving on", timeout)
+            self.heartbeat()
+
+
+def ready_line(*, port: int, worker_id: str, transport: str, language: str = "python",
+               pid: int | None = None) -> str:
+    """The readiness line a worker (or zygote) writes once it serves (protos/README.md)."""
+    return json.dumps({"port": port, "pid": os.getpid() if pid is None else pid,
+                       "worker_id": worker_id, "language": language,
+                       "protocol": PROTOCOL_VERSION, "transport": transport}) + "\n"
+
+
+def report_ready(fd: int | None, line: str) -> None:
+    """Write the readiness line to ``fd`` and close it (``None``: to stdout)."""
+    if fd is None:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        return
+    data = line.encode()
+    while data:
+        data = data[os.write(fd, data):]
+    os.close(fd)

@@ -1,0 +1,61 @@
+"""The worker protocol's constants, in one place for the host and every Python worker.
+
+    from snakepit_bridge import protocol
+    env[protocol.SECRET_ENV] = secret                       # the host, launching a worker
+    metadata = ((protocol.SECRET_HEADER, secret),)           # either side, calling the other
+    grpc.server(options=[*protocol.GRPC_MESSAGE_OPTIONS])    # both sides' gRPC limits
+
+The host (``snakepit``) imports this module; it imports nothing itself, so a worker environment
+with only ``snakepit_bridge`` installed has it too. The Node and Ruby workers repeat the values
+they need (protos/README.md is their contract).
+"""
+
+from __future__ import annotations
+
+#: Version of the readiness line and of the worker contract (``"protocol"`` in the ready line).
+PROTOCOL_VERSION = 1
+
+# -- environment ----------------------------------------------------------------------------
+#: The per-run secret, handed to each worker in its environment (never on a command line);
+#: the worker removes it from its environment before user code runs.
+SECRET_ENV = "SNAKEPIT_SECRET"
+#: Prefix of the shared-memory segments of this run (pipe transport; see ``shm``).
+SHM_PREFIX_ENV = "SNAKEPIT_SHM_PREFIX"
+#: grpc's fork handlers have deadlocked fork+exec code: always "false" in snakepit processes.
+GRPC_FORK_SUPPORT_ENV = "GRPC_ENABLE_FORK_SUPPORT"
+#: Native thread pools each worker limits to one thread (read once, when numpy & co load):
+#: a pool of N processes would otherwise start N x cores threads.
+THREAD_LIMIT_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                     "NUMEXPR_NUM_THREADS")
+
+# -- authentication -------------------------------------------------------------------------
+#: gRPC call metadata key carrying the per-run secret (both services; pipe frames carry none).
+SECRET_HEADER = "x-snakepit-secret"
+
+# -- size limits ----------------------------------------------------------------------------
+#: Largest gRPC message either side sends or accepts.
+MAX_MESSAGE = 256 * 1024 * 1024
+#: Largest pipe frame (the 4-byte length prefix excluded); a bigger one ends the connection.
+MAX_FRAME = MAX_MESSAGE
+#: The channel/server options that apply ``MAX_MESSAGE`` to grpcio.
+GRPC_MESSAGE_OPTIONS = (("grpc.max_send_message_length", MAX_MESSAGE),
+                        ("grpc.max_receive_message_length", MAX_MESSAGE))
+
+# -- timeouts (seconds) -----------------------------------------------------------------------
+#: Host -> worker calls that have no caller-given timeout.
+PING_TIMEOUT = 10.0
+DESCRIBE_TIMEOUT = 30.0
+SESSION_TIMEOUT = 30.0
+#: Added to a request's own timeout for the transport's deadline: the worker reports the
+#: request's timeout itself, the transport's deadline only catches a worker that never answers.
+DEADLINE_BACKSTOP = 5.0
+#: The worker's probe of the host when host heartbeats stop arriving.
+HOST_PROBE_TIMEOUT = 2.0
+#: What a worker gives in-flight work once it knows the host is gone (stdin EOF, lost pipe).
+HOST_LOST_GRACE = 0.5
+
+# -- worker exit codes ------------------------------------------------------------------------
+EXIT_OK = 0          # stopped by SIGTERM/SIGINT
+EXIT_USAGE = 2       # bad command line or environment
+EXIT_INIT = 3        # the adapter failed to load or initialize
+EXIT_HOST_LOST = 4   # stdin EOF, pipe closed, or host heartbeats lost while dependent
