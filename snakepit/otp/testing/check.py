@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Hashable, Mapping, Sequence
 
 import trio
@@ -77,7 +78,8 @@ async def check_tree(supervisor: Supervisor, probes: Mapping[Hashable, FaultyChi
     model.reset()
     journals = {id(p.journal) for p in probes.values()}
     journal = next(iter(probes.values())).journal if len(journals) == 1 else None
-    report = _Report(model, probes, journal)
+    report = _Report(model, probes, journal,
+                     concurrent_stops=isinstance(supervisor, DynamicSupervisor))
     tree = _Tree(supervisor)
     try:
         await _drive(supervisor, probes, schedule, model, report, tree)
@@ -144,8 +146,9 @@ class _Report:
     """The steps so far, as lines a person can follow; raises on the first difference."""
 
     def __init__(self, model: Model, probes: Mapping[Hashable, FaultyChild],
-                 journal: list[Event] | None) -> None:
+                 journal: list[Event] | None, concurrent_stops: bool) -> None:
         self.model, self.probes, self.journal = model, probes, journal
+        self.concurrent_stops = concurrent_stops   # a dynamic supervisor's: in any order
         self.lines: list[str] = []
         self.start_time = trio.current_time()
         self.mark_at = 0
@@ -161,16 +164,28 @@ class _Report:
     def step(self, what: Any, events: list[Event], tree: _Tree,
              rest: Sequence[Fault] = ()) -> None:
         model = self.model
-        expected = _state(model.incarnations(), events if self.journal is not None else None,
+        expected = _state(model.incarnations(), self._events(events),
                           {c for c in model.leaves() if model.is_running(c)},
                           None if model.alive else "gives up")
         observed = _state({i: p.incarnations for i, p in self.probes.items()},
-                          self.journal[self.mark_at:] if self.journal is not None else None,
+                          self._events(self.journal[self.mark_at:] if self.journal else []),
                           {i for i, p in self.probes.items() if p.running},
                           _outcome(tree))
         if expected != observed:
             self.fail(what, _show(observed), _show(expected), rest)
         self.lines.append(self._head(what) + _show(observed))
+
+    def _events(self, events: list[Event]) -> list[Event] | None:
+        """The events to compare: none without a shared journal; each run of stops sorted
+        when they happen concurrently."""
+        if self.journal is None:
+            return None
+        if not self.concurrent_stops:
+            return list(events)
+        out: list[Event] = []
+        for is_stop, run in itertools.groupby(events, key=lambda e: e[0] == "stop"):
+            out.extend(sorted(run, key=lambda e: repr(e[1])) if is_stop else run)
+        return out
 
     def skipped(self, fault: Fault) -> None:
         self.lines.append(self._head(fault) + "skipped: the probe is not running")
@@ -196,8 +211,7 @@ class _Report:
 
 def _state(incarnations: dict[Hashable, int], events: list[Event] | None,
            running: set[Hashable], outcome: str | None) -> tuple[Any, ...]:
-    return (dict(sorted(incarnations.items(), key=lambda kv: repr(kv[0]))),
-            None if events is None else list(events),
+    return (dict(sorted(incarnations.items(), key=lambda kv: repr(kv[0]))), events,
             sorted(running, key=repr), outcome)
 
 

@@ -36,7 +36,8 @@ class Model:
             if len(set(ids)) != len(ids):
                 raise ValueError(f"Model children ids must be unique, got {ids!r}")
             specs = {c: Restart.PERMANENT for c in ids}
-        self.specs: dict[Hashable, Restart | Model] = specs
+        self._initial: dict[Hashable, Restart | Model] = specs
+        self.specs = dict(specs)
         self.strategy: Strategy = parse_enum(Strategy, strategy, "Model strategy")
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) \
                 or max_restarts < 0:
@@ -55,6 +56,7 @@ class Model:
     # -- state ---------------------------------------------------------------------------
     def reset(self) -> None:
         """Back to a freshly started tree: every child running its first incarnation."""
+        self.specs = dict(self._initial)   # forget children added by start_child
         self._inc = {leaf: 0 for leaf in self.leaves()}
         self.events = []
         self._start_fresh(self.events, self._inc)
@@ -94,6 +96,30 @@ class Model:
                 break
             child, exit_kind = model._id_in(path[path.index(model) - 1]), "crash"
         return True
+
+    # -- what a SupervisorHandle does (on the root's own children) ------------------------
+    def terminate_child(self, c: Hashable) -> None:
+        """``handle.terminate_child(c)``: stop it; a temporary child is forgotten."""
+        self.events = []
+        if c in self.running:
+            self._stop(c, self.events)
+        if self._restart_type(c) is Restart.TEMPORARY:
+            self.order.remove(c)
+
+    def restart_child(self, c: Hashable) -> None:
+        """``handle.restart_child(c)`` of a terminated child: start it again."""
+        self.events = []
+        self._start(c, self.events, self._inc)
+
+    def start_child(self, c: Hashable, restart: str | Restart = "permanent") -> None:
+        """``handle.start_child(ChildSpec(id=c, ...))``: a new child at the end."""
+        if c in self.specs:
+            raise ValueError(f"Model already has a child {c!r}")
+        self.specs[c] = _spec(c, restart)
+        self._inc[c] = 0
+        self.order.append(c)
+        self.events = []
+        self._start(c, self.events, self._inc)
 
     # -- the rules -----------------------------------------------------------------------
     def _exit(self, c: Hashable, kind: str, now: float, events: list[Event],
