@@ -24,8 +24,9 @@ dropped). A call, cast or stop aimed at no live server raises :class:`NotRunning
 still waiting when the server stops get :class:`NotRunning` (it stopped) or
 :class:`ServerCrashed` (it crashed), never a hang. A full mailbox (``mailbox_size``, a class
 attribute, default 100) makes ``cast`` and ``call`` wait: back-pressure instead of unbounded
-memory. Each start makes a fresh instance of the class, so instance attributes do not survive
-a restart; state does not either (it comes from ``init``).
+memory. Each start makes a fresh instance of the class (called with no arguments; the
+``start_link`` arguments go to ``init``), so instance attributes do not survive a restart;
+state does not either (it comes from ``init``).
 """
 
 from __future__ import annotations
