@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import secrets
 from typing import Any
 
@@ -83,6 +84,12 @@ class Application:
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
                   ) -> None:
+        # We fork+exec workers; grpc's fork handlers have deadlocked such code. grpc's core
+        # reads this at grpc_init (first channel or server) and its Python layer defaults to off
+        # when unset, so the app's start is early enough and `import snakepit` stays free of
+        # side effects (ADR 0004). Only if the user has not chosen otherwise; workers get it in
+        # their own spawn environment (pool/launch.py).
+        os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
         from snakepit.api import App
 
         level = self.config.log_level

@@ -12,16 +12,19 @@
     async with trio.open_nursery() as nursery:
         handle = await nursery.start(sup.run)
 
-See ADR/0001-supervision-on-trio.md for how OTP's semantics map onto trio.
+A stateful server is a :class:`GenServer`; ``snakepit.otp.testing`` property-tests a tree.
+The guide is docs/otp.md; ADR/0001-supervision-on-trio.md says how OTP's semantics map onto
+trio and ADR/0004-genserver-and-otp-testing.md what GenServer and the testing kit decided.
 """
 
 from snakepit.otp.application import Application
 from snakepit.otp.child import shielded_cleanup, shutdown_grace
 from snakepit.otp.decisions import ExitKind, RestartPlan, RestartWindow, restart_plan, \
     should_restart
-from snakepit.otp.errors import (AlreadyRegistered, ChildNotFound, ChildRunning,
+from snakepit.otp.errors import (AlreadyRegistered, CallTimeout, ChildNotFound, ChildRunning,
                                  MaxChildrenReached, MaxRestartsExceeded, NotRunning, OTPError,
-                                 Shutdown, StartError)
+                                 ServerCrashed, Shutdown, StartError)
+from snakepit.otp.genserver import GenServer, ServerRef, call, cast
 from snakepit.otp.events import Observer, SupervisorEvent, current_observer
 from snakepit.otp.running import running, unwrap_group
 from snakepit.otp.registry import Registration, Registry, Via
@@ -29,10 +32,11 @@ from snakepit.otp.spec import INFINITY, ChildSpec, ChildType, Restart, Strategy
 from snakepit.otp.supervisor import ChildInfo, DynamicSupervisor, Supervisor, SupervisorHandle
 
 __all__ = [
-    "AlreadyRegistered", "Application", "ChildInfo", "ChildNotFound", "ChildRunning",
-    "ChildSpec", "ChildType", "DynamicSupervisor", "ExitKind", "INFINITY", "MaxChildrenReached",
-    "MaxRestartsExceeded", "NotRunning", "OTPError", "Observer", "Registration", "Registry",
-    "Restart", "RestartPlan", "RestartWindow", "Shutdown", "StartError", "Strategy",
-    "Supervisor", "SupervisorEvent", "SupervisorHandle", "Via", "current_observer",
-    "restart_plan", "running", "should_restart", "shielded_cleanup", "shutdown_grace", "unwrap_group",
+    "AlreadyRegistered", "Application", "CallTimeout", "ChildInfo", "ChildNotFound",
+    "ChildRunning", "ChildSpec", "ChildType", "DynamicSupervisor", "ExitKind", "GenServer",
+    "INFINITY", "MaxChildrenReached", "MaxRestartsExceeded", "NotRunning", "OTPError", "Observer",
+    "Registration", "Registry", "Restart", "RestartPlan", "RestartWindow", "ServerCrashed",
+    "ServerRef", "Shutdown", "StartError", "Strategy", "Supervisor", "SupervisorEvent",
+    "SupervisorHandle", "Via", "call", "cast", "current_observer", "restart_plan", "running",
+    "should_restart", "shielded_cleanup", "shutdown_grace", "unwrap_group",
 ]

@@ -67,4 +67,34 @@ class ChildRunning(OTPError):
 
 
 class NotRunning(OTPError):
-    """The supervisor this handle belongs to is not running (any more)."""
+    """What this handle or name refers to (a supervisor, a GenServer) is not running (any
+    more), or no server is registered under the name."""
+
+
+class ServerCrashed(OTPError):
+    """The GenServer crashed while this request was waiting (or stopped with an abnormal
+    reason). ``cause`` (also ``__cause__`` when it is an exception) is why.
+
+        try:
+            await otp.call(ref, "get")
+        except otp.ServerCrashed as exc:
+            print(exc.server, repr(exc.cause))     # counter ZeroDivisionError(...)
+    """
+
+    def __init__(self, server: Hashable, cause: Any) -> None:
+        super().__init__(f"server {server!r} crashed: {cause!r}")
+        self.server = server
+        self.cause = cause
+        if isinstance(cause, BaseException):
+            self.__cause__ = cause
+
+
+class CallTimeout(OTPError, TimeoutError):
+    """No reply within ``timeout`` seconds; the server keeps running and its late reply is
+    dropped."""
+
+    def __init__(self, server: Hashable, request: Any, timeout: float) -> None:
+        super().__init__(f"server {server!r} did not reply to {request!r} within {timeout} s")
+        self.server = server
+        self.request = request
+        self.timeout = timeout

@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import queue
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
-
-# Before grpc is imported anywhere in the host (snakepit/__init__ does it first as well).
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import grpc  # noqa: E402
 import trio  # noqa: E402

@@ -1,25 +1,22 @@
-"""The pure restart decisions, as a hypothesis state machine against a reference model."""
-
-import os
+"""The pure restart decisions, as a hypothesis state machine against testing.Model."""
 
 import hypothesis.strategies as st
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from snakepit.otp import ExitKind, Restart, RestartWindow, Strategy, restart_plan, should_restart
+from snakepit.otp import testing
 from snakepit.otp.decisions import keeps_spec
 
-EXAMPLES = 200 if os.environ.get("CI") else 200
+EXAMPLES = 200
 
 
-def ref_alive(times, max_restarts, max_seconds):
-    """Reference: alive iff no closed window [t, t + max_seconds] holds > max_restarts."""
-    return not any(sum(1 for u in times if t <= u <= t + max_seconds) > max_restarts
-                   for t in times)
+KIND = {ExitKind.ABNORMAL: "crash", ExitKind.NORMAL: "normal", ExitKind.SHUTDOWN: "shutdown"}
 
 
 class PolicyMachine(RuleBasedStateMachine):
-    """A supervisor reduced to its decisions: children's running state and restart times."""
+    """A supervisor reduced to its decisions (should_restart, RestartWindow, restart_plan),
+    checked step by step against snakepit.otp.testing.Model, the reference users get."""
 
     @initialize(strategy=st.sampled_from(list(Strategy)),
                 types=st.lists(st.sampled_from(list(Restart)), min_size=1, max_size=6),
@@ -31,7 +28,9 @@ class PolicyMachine(RuleBasedStateMachine):
         self.running = set(self.order)
         self.incarnation = {c: 1 for c in self.order}
         self.window = RestartWindow(max_restarts, max_seconds)
-        self.times = []
+        self.model = testing.Model({c: t.value for c, t in self.types.items()},
+                                   strategy=strategy.value, max_restarts=max_restarts,
+                                   max_seconds=max_seconds)
         self.now = 0.0
         self.dead = False
 
@@ -43,39 +42,24 @@ class PolicyMachine(RuleBasedStateMachine):
     @rule(data=st.data(), kind=st.sampled_from(list(ExitKind)))
     def child_exits(self, data, kind):
         child = data.draw(st.sampled_from(sorted(self.running)))
+        assert self.model.apply(child, KIND[kind], self.now)
         self.running.discard(child)
         restart = self.types[child]
-        # reference restart-type rule
-        expect = {Restart.PERMANENT: True, Restart.TRANSIENT: kind is ExitKind.ABNORMAL,
-                  Restart.TEMPORARY: False}[restart]
-        assert should_restart(restart, kind) == expect
-        if not expect:
+        if not should_restart(restart, kind):
+            assert not [e for e in self.model.events if e[0] == "start"]
             if not keeps_spec(restart):
                 self.order.remove(child)
             return
         self.window = self.window.add(self.now)
-        self.times.append(self.now)
-        assert self.window.exceeded == (not ref_alive(self.times, self.window.max_restarts,
-                                                      self.window.max_seconds))
+        assert self.window.exceeded == (not self.model.alive)
         if self.window.exceeded:
             self.dead = True
             return
         temporary = {c for c in self.order if self.types[c] is Restart.TEMPORARY}
         plan = restart_plan(self.strategy, self.order, child, running=set(self.running),
                             temporary=temporary)
-        # reference plans, written independently of the implementation
-        pos = self.order.index(child)
-        if self.strategy is Strategy.ONE_FOR_ONE:
-            affected = [child]
-        elif self.strategy is Strategy.ONE_FOR_ALL:
-            affected = list(self.order)
-        else:
-            affected = [c for c in self.order if self.order.index(c) >= pos]
-        exp_stop = sorted((c for c in affected if c in self.running),
-                          key=self.order.index, reverse=True)
-        exp_start = [c for c in self.order if c in affected and c not in temporary]
-        assert list(plan.stop) == exp_stop
-        assert list(plan.start) == exp_start
+        assert list(plan.stop) == [c for what, c in self.model.events if what == "stop"]
+        assert list(plan.start) == [c for what, c in self.model.events if what == "start"]
         for c in plan.stop:
             self.running.discard(c)
             if self.types[c] is Restart.TEMPORARY:
@@ -83,11 +67,15 @@ class PolicyMachine(RuleBasedStateMachine):
         for c in plan.start:
             self.running.add(c)
             self.incarnation[c] += 1
+        assert self.incarnation == {c: n for c, n in self.model.incarnations().items()
+                                    if c in self.incarnation}
 
     @invariant()
     def running_children_are_known(self):
         if hasattr(self, "order"):
             assert self.running <= set(self.order)
+            if not self.dead:      # (a dead supervisor's children are stopped by its machinery)
+                assert self.running == {c for c in self.order if self.model.is_running(c)}
             assert all(self.types[c] is not Restart.TEMPORARY or self.incarnation[c] == 1
                        for c in self.order)   # temporary children never come back
 

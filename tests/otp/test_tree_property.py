@@ -1,12 +1,12 @@
-"""The real trio supervisor, driven by hypothesis-generated step sequences on MockClock.
+"""The real trio supervisors against OTP's rules, driven by hypothesis on MockClock.
 
-Each example is one ``trio.run`` with a MockClock. Children are controlled through channels;
-after every step the tree settles (``wait_all_tasks_blocked``) and is compared with a
-reference model of OTP's rules: which incarnations changed, the order of stops and starts,
-whether the supervisor is alive, that temporary children never return, and that no task is
-left once the tree has stopped.
+Written with ``snakepit.otp.testing`` (the kit users get): probes are the children, a
+``testing.Model`` is the reference, ``check_tree`` drives fault schedules (crash, normal and
+shutdown exits; delays move the clock through the restart window) and compares incarnations,
+the order of stops and starts, which children run and when the supervisor gives up. Runtime
+operations of the handle (terminate / restart / start_child) are driven by hand against the
+same model.
 """
-
 
 import hypothesis.strategies as st
 import pytest
@@ -15,185 +15,149 @@ import trio.testing
 from hypothesis import given, settings
 
 from snakepit import otp
+from snakepit.otp import testing
 
 EXAMPLES = 200
-N = 4
+IDS = ["c0", "c1", "c2", "c3"]
+KINDS = ("crash", "normal", "shutdown")
 
-step = st.one_of(
-    st.tuples(st.just("exit"), st.integers(0, N - 1),
-              st.sampled_from(["crash", "normal", "shutdown"])),
-    st.tuples(st.just("advance"), st.sampled_from([0.25, 0.5, 1.0, 2.5, 10.0])),
-    st.tuples(st.just("terminate"), st.integers(0, N - 1)),
-    st.tuples(st.just("restart"), st.integers(0, N - 1)),
-    st.tuples(st.just("add"),),
-)
+restart_types = st.lists(st.sampled_from(["permanent", "transient", "temporary"]),
+                         min_size=len(IDS), max_size=len(IDS))
+intensity = st.tuples(st.integers(0, 3), st.sampled_from([1.0, 5.0]))
 
 
-class Model:
-    """OTP's rules, written plainly."""
-
-    def __init__(self, strategy, types, max_restarts, max_seconds):
-        self.strategy, self.max_r, self.max_s = strategy, max_restarts, max_seconds
-        self.order = list(range(len(types)))
-        self.types = dict(enumerate(types))
-        self.running = set(self.order)
-        self.inc = {c: 1 for c in self.order}
-        self.times = []
-        self.alive = True
-        self.stops, self.starts = [], []
-
-    def _start(self, c):
-        self.inc[c] += 1
-        self.running.add(c)
-        self.starts.append(c)
-
-    def exit(self, c, kind, now):
-        self.running.discard(c)
-        t = self.types[c]
-        restart = t == "permanent" or (t == "transient" and kind == "crash")
-        if not restart:
-            if t == "temporary":
-                self.order.remove(c)
-            return
-        self.times.append(now)
-        if any(sum(1 for u in self.times if s <= u <= s + self.max_s) > self.max_r
-               for s in self.times):
-            self.alive = False
-            return
-        pos = self.order.index(c)
-        affected = {"one_for_one": [c], "one_for_all": list(self.order),
-                    "rest_for_one": self.order[pos:]}[self.strategy]
-        for d in reversed(self.order):
-            if d in affected and d != c and d in self.running:
-                self.running.discard(d)
-                self.stops.append(d)
-        for d in list(self.order):
-            if d in affected and self.types[d] == "temporary" and d != c:
-                self.order.remove(d)
-        for d in self.order:
-            if d in affected and self.types[d] != "temporary":
-                self._start(d)
-
-
-async def run_example(strategy, types, max_restarts, max_seconds, steps):
-    model = Model(strategy, types, max_restarts, max_seconds)
-    controls, log, live_tasks = {}, [], set()
-    incarnations = {}
-
-    def make(i):
-        async def child(*, task_status=trio.TASK_STATUS_IGNORED):
-            incarnations[i] = incarnations.get(i, 0) + 1
-            send, recv = trio.open_memory_channel(1)
-            controls[i] = send
-            log.append(("start", i))
-            me = trio.lowlevel.current_task()
-            live_tasks.add(me)
-            task_status.started(incarnations[i])
-            try:
-                cmd = await recv.receive()
-            except trio.Cancelled:
-                log.append(("stop", i))
-                raise
-            finally:
-                live_tasks.discard(me)
-            if cmd == "crash":
-                raise RuntimeError(f"child {i} crashed")
-            if cmd == "shutdown":
-                raise otp.Shutdown()
-        return child
-
-    specs = [otp.ChildSpec(id=i, start=make(i), restart=t) for i, t in enumerate(types)]
-    sup = otp.Supervisor(specs, strategy=strategy, max_restarts=max_restarts,
-                         max_seconds=max_seconds)
-    next_id = [len(types)]
-    outcome = {}
-
-    async def supervised(task_status=trio.TASK_STATUS_IGNORED):
-        try:
-            await sup.run(task_status=task_status)
-        except otp.MaxRestartsExceeded as exc:
-            outcome["gave_up"] = exc
-
-    async with trio.open_nursery() as nursery:
-        handle = await nursery.start(supervised)
-        model.starts.clear()
-        for s in steps:
-            if not model.alive:
-                break
-            log.clear()
-            model.stops, model.starts = [], []
-            kind = s[0]
-            if kind == "exit":
-                c = s[1]
-                if c not in model.running:
-                    continue
-                await controls[c].send(s[2])
-                await trio.testing.wait_all_tasks_blocked()
-                model.exit(c, s[2], trio.current_time())
-            elif kind == "advance":
-                await trio.sleep(s[1])
-                continue
-            elif kind == "terminate":
-                c = s[1]
-                if c not in model.order:
-                    with pytest.raises(otp.ChildNotFound):
-                        await handle.terminate_child(c)
-                    continue
-                await handle.terminate_child(c)
-                if c in model.running:
-                    model.running.discard(c)
-                    model.stops.append(c)
-                if model.types[c] == "temporary":
-                    model.order.remove(c)
-            elif kind == "restart":
-                c = s[1]
-                if c not in model.order:
-                    continue
-                if c in model.running:
-                    with pytest.raises(otp.ChildRunning):
-                        await handle.restart_child(c)
-                    continue
-                await handle.restart_child(c)
-                model._start(c)
-            elif kind == "add":
-                c = next_id[0]
-                next_id[0] += 1
-                await handle.start_child(otp.ChildSpec(id=c, start=make(c),
-                                                       restart="transient"))
-                model.order.append(c)
-                model.types[c] = "transient"
-                model.inc[c] = 0
-                model._start(c)
-            await trio.testing.wait_all_tasks_blocked()
-            assert ("gave_up" not in outcome) == model.alive, (s, outcome)
-            if not model.alive:
-                break
-            # stops in reverse start order, then starts in start order, exactly as the model
-            assert [c for what, c in log if what == "stop"] == model.stops, (s, log)
-            assert [c for what, c in log if what == "start"] == model.starts, (s, log)
-            assert {c: incarnations.get(c, 0) for c in model.order} == \
-                {c: model.inc[c] for c in model.order}
-            for c in model.order:
-                if model.types[c] == "temporary":
-                    assert incarnations[c] == 1   # temporary children never return
-            infos = {i.id: i for i in handle.which_children()}
-            assert set(infos) == set(model.order)
-            assert {c for c, i in infos.items() if i.state == "running"} == model.running
-        nursery.cancel_scope.cancel()
-    assert not live_tasks, "a child task outlived the tree"
-
-
-@pytest.mark.parametrize("strategy", ["one_for_one", "one_for_all", "rest_for_one"])
-@settings(max_examples=EXAMPLES, deadline=None)
-@given(types=st.lists(st.sampled_from(["permanent", "transient", "temporary"]), min_size=N,
-                      max_size=N),
-       max_restarts=st.integers(0, 3), max_seconds=st.sampled_from([1.0, 5.0]),
-       steps=st.lists(step, max_size=25))
-def test_supervisor_matches_model(strategy, types, max_restarts, max_seconds, steps):
+def run(fn, *args):
     try:
-        trio.run(run_example, strategy, types, max_restarts, max_seconds, steps,
-                 clock=trio.testing.MockClock(autojump_threshold=0))
+        trio.run(fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
     except BaseExceptionGroup as group:   # let hypothesis see (and shrink) the real failure
         raise otp.unwrap_group(group) from None
 
 
+@pytest.mark.parametrize("strategy", ["one_for_one", "one_for_all", "rest_for_one"])
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(types=restart_types, limits=intensity,
+       schedule=testing.fault_schedules(IDS, max_faults=20, max_gap=2.5, kinds=KINDS))
+def test_supervisor_matches_model(strategy, types, limits, schedule):
+    kinds = dict(zip(IDS, types))
+    probes = testing.probes(*IDS)
+    sup = otp.Supervisor([otp.ChildSpec(id=i, start=probes[i].start, restart=k)
+                          for i, k in kinds.items()], strategy=strategy,
+                         max_restarts=limits[0], max_seconds=limits[1])
+    model = testing.Model(kinds, strategy=strategy, max_restarts=limits[0],
+                          max_seconds=limits[1])
+    run(testing.check_tree, sup, probes, schedule, model)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(outer=st.sampled_from(["one_for_one", "one_for_all", "rest_for_one"]),
+       inner=st.sampled_from(["one_for_one", "one_for_all", "rest_for_one"]),
+       inner_limits=intensity,
+       schedule=testing.fault_schedules(IDS, max_faults=15, max_gap=2.5))
+def test_nested_supervisor_matches_model(outer, inner, inner_limits, schedule):
+    """c0, [c1, c2] (a nested supervisor), c3: a nested supervisor that gives up is a
+    crashed child of its parent, which restarts it fresh."""
+    probes = testing.probes(*IDS)
+    nested = otp.Supervisor([otp.ChildSpec(id=i, start=probes[i].start) for i in IDS[1:3]],
+                            strategy=inner, max_restarts=inner_limits[0],
+                            max_seconds=inner_limits[1], name="nested")
+    sup = otp.Supervisor([otp.ChildSpec(id="c0", start=probes["c0"].start),
+                          nested.child_spec("nested"),
+                          otp.ChildSpec(id="c3", start=probes["c3"].start)],
+                         strategy=outer, max_restarts=3, max_seconds=5.0)
+    model = testing.Model({"c0": "permanent",
+                           "nested": testing.Model(IDS[1:3], strategy=inner,
+                                                   max_restarts=inner_limits[0],
+                                                   max_seconds=inner_limits[1]),
+                           "c3": "permanent"},
+                          strategy=outer, max_restarts=3, max_seconds=5.0)
+    run(testing.check_tree, sup, probes, schedule, model)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(types=restart_types, limits=intensity,
+       schedule=testing.fault_schedules(IDS, max_faults=15, max_gap=2.5, kinds=KINDS))
+def test_dynamic_supervisor_matches_model(types, limits, schedule):
+    kinds = dict(zip(IDS, types))
+    probes = testing.probes(*IDS)
+    dyn = otp.DynamicSupervisor(max_restarts=limits[0], max_seconds=limits[1])
+    model = testing.Model(kinds, max_restarts=limits[0], max_seconds=limits[1])
+    run(testing.check_tree, dyn, probes, schedule, model)
+
+
+operation = st.one_of(
+    st.builds(testing.Fault, delay=st.sampled_from([0.0, 0.5, 2.5]),
+              child=st.sampled_from(IDS), kind=st.sampled_from(KINDS)),
+    st.tuples(st.sampled_from(["terminate", "restart"]), st.sampled_from(IDS)),
+    st.tuples(st.just("add"), st.sampled_from(["permanent", "transient", "temporary"])),
+)
+
+
+async def drive_operations(strategy, kinds, limits, operations):
+    probes = testing.probes(*IDS, *(f"n{k}" for k in range(len(operations))))
+    model = testing.Model(kinds, strategy=strategy, max_restarts=limits[0],
+                          max_seconds=limits[1])
+    sup = otp.Supervisor([otp.ChildSpec(id=i, start=probes[i].start, restart=k)
+                          for i, k in kinds.items()], strategy=strategy,
+                         max_restarts=limits[0], max_seconds=limits[1])
+    journal = probes["c0"].journal
+    gave_up = []
+
+    async def supervised(task_status=trio.TASK_STATUS_IGNORED):
+        try:
+            await sup.run(task_status=task_status)
+        except otp.MaxRestartsExceeded as exc:   # observed here, not cancelling the driver
+            gave_up.append(exc)
+
+    added = iter(range(len(operations)))
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(supervised)
+        for op in operations:
+            mark = len(journal)
+            if isinstance(op, testing.Fault):
+                await trio.sleep(op.delay)
+                if not probes[op.child].running:
+                    assert not model.is_running(op.child)
+                    continue
+                probes[op.child].inject(op.kind)
+                await trio.testing.wait_all_tasks_blocked()
+                model.apply(op.child, op.kind, trio.current_time())
+            elif op[0] == "terminate":
+                if op[1] not in model.order:
+                    with pytest.raises(otp.ChildNotFound):
+                        await handle.terminate_child(op[1])
+                    continue
+                await handle.terminate_child(op[1])
+                model.terminate_child(op[1])
+            elif op[0] == "restart":
+                if op[1] not in model.order:
+                    continue
+                if model.is_running(op[1]):
+                    with pytest.raises(otp.ChildRunning):
+                        await handle.restart_child(op[1])
+                    continue
+                await handle.restart_child(op[1])
+                model.restart_child(op[1])
+            else:
+                cid = f"n{next(added)}"
+                await handle.start_child(otp.ChildSpec(id=cid, start=probes[cid].start,
+                                                       restart=op[1]))
+                model.start_child(cid, op[1])
+            await trio.testing.wait_all_tasks_blocked()
+            assert bool(gave_up) == (not model.alive), op
+            if gave_up:
+                break
+            assert journal[mark:] == model.events, op
+            assert {c: probes[c].incarnations for c in model.leaves()} == model.incarnations()
+            infos = {i.id: i for i in handle.which_children()}
+            assert set(infos) == set(model.order)
+            assert {c for c, i in infos.items() if i.state == "running"} == \
+                {c for c in model.order if model.is_running(c)}
+        nursery.cancel_scope.cancel()
+    assert not any(p.running for p in probes.values()), "a child outlived the tree"
+
+
+@pytest.mark.parametrize("strategy", ["one_for_one", "one_for_all", "rest_for_one"])
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(types=restart_types, limits=intensity, operations=st.lists(operation, max_size=25))
+def test_handle_operations_match_model(strategy, types, limits, operations):
+    run(drive_operations, strategy, dict(zip(IDS, types)), limits, operations)

@@ -1,0 +1,84 @@
+"""Importing snakepit is light and has no side effects: checked in a fresh interpreter."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("google.protobuf", "grpc", "opentelemetry", "psutil", "orjson", "snakepit.pool",
+         "snakepit.transport", "snakepit.telemetry")
+
+PROBE = """
+import json, os, sys
+before = dict(os.environ)
+{statement}
+heavy = sorted(m for m in sys.modules
+               if any(m == h or m.startswith(h + ".") for h in {heavy!r}))
+changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+print(json.dumps({{"heavy": heavy, "env_changed": changed}}))
+"""
+
+
+def probe(statement):
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(statement=statement, heavy=HEAVY)],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("statement", ["import snakepit.otp", "from snakepit import otp",
+                                       "from snakepit.otp import testing"])
+def test_otp_import_loads_nothing_heavy_and_changes_no_environment(statement):
+    result = probe(statement)
+    assert result == {"heavy": [], "env_changed": []}
+
+
+def test_snakepit_import_changes_no_environment():
+    result = probe("import snakepit")
+    assert result == {"heavy": [], "env_changed": []}
+
+
+def test_otp_testing_does_not_import_hypothesis_until_asked():
+    result = probe("from snakepit.otp import testing\n"
+                   "assert 'hypothesis' not in sys.modules, 'imported hypothesis eagerly'")
+    assert result["heavy"] == []
+
+
+def test_every_public_name_resolves_lazily():
+    code = ("import snakepit\n"
+            "missing = [n for n in snakepit.__all__ if not hasattr(snakepit, n)]\n"
+            "assert not missing, missing\n"
+            "assert snakepit.Config.__module__ == 'snakepit.config'\n"
+            "assert 'snakepit.api' in sys.modules\n"
+            "from snakepit import *\n"
+            "assert Application is snakepit.Application\n")
+    probe(code)
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    import snakepit
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
+        snakepit.NoSuchThing  # noqa: B018
+
+
+def test_application_start_sets_grpc_fork_support_only_if_unset(tmp_path):
+    # the variable is set by the first step of Application.run: one checkpoint is enough,
+    # then the app is cancelled before it spawns anything
+    code = ("import trio, snakepit\n"
+            "assert 'GRPC_ENABLE_FORK_SUPPORT' not in os.environ\n"
+            "cfg = snakepit.Config(pools=[snakepit.PoolConfig(name='p', size=1)],\n"
+            f"                      state_dir={str(tmp_path)!r})\n"
+            "async def main():\n"
+            "    async with trio.open_nursery() as n:\n"
+            "        n.start_soon(snakepit.Application(cfg).run)\n"
+            "        await trio.lowlevel.checkpoint()\n"
+            "        n.cancel_scope.cancel()\n"
+            "trio.run(main)\n"
+            "assert os.environ['GRPC_ENABLE_FORK_SUPPORT'] == 'false'\n"
+            "os.environ['GRPC_ENABLE_FORK_SUPPORT'] = 'true'\n"
+            "trio.run(main)\n"
+            "assert os.environ['GRPC_ENABLE_FORK_SUPPORT'] == 'true', 'overrode the user'\n")
+    probe(code)
