@@ -62,7 +62,7 @@ def test_inspect_cleanup_diagnose_against_a_live_app(tmp_path):
         host.wait()
         host.stdout.close()
     missing = cli("inspect", "--state-dir", str(tmp_path / "none"), check=False)
-    assert missing.returncode == 1 and "no running snakepit instance" in missing.stderr
+    assert missing.returncode == 1 and "no running snakepit app" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1   # a one-line reason
     bad = cli("inspect", "--config", str(tmp_path / "nope.toml"), check=False)
     assert bad.returncode == 1 and "cannot read config file" in bad.stderr
