@@ -28,7 +28,8 @@ def register(sub: Any) -> None:
                    help="the running app with this run id (a prefix is enough)")
     p.add_argument("--scaling", type=int, default=0, metavar="N",
                    help="also start N showcase workers and report time and memory")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--format", choices=["table", "json"], default="table",
+                   help="table (default) or json")
     p.set_defaults(func=run)
 
 
