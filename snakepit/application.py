@@ -1,4 +1,4 @@
-"""snakepit.Application: the host's supervision tree (DESIGN.md §1).
+"""snakepit.Application: the host's supervision tree (ADR 0001).
 
     Application                     rest_for_one
     ├── ProcessRegistry             every OS pid we spawn; orphan sweep at start
@@ -124,10 +124,46 @@ class Application:
                     await trio.sleep_forever()
                 finally:
                     app.closed = True
-        except BaseExceptionGroup as group:
-            raise otp.unwrap_group(group) from None
+        except BaseException as exc:
+            error = startup_error(otp.unwrap_group(exc))
+            if error is exc:
+                raise
+            raise error from error.__cause__
         finally:
             uninstall_otel(host, otel_handler)
+
+
+def startup_error(exc: BaseException) -> BaseException:
+    """What ``snakepit.start`` raises for ``exc``: a child of the tree that cannot start comes
+    out as the :class:`SnakepitError` it raised, or as a :class:`ConfigError` for an
+    ``OSError`` (a port in use, a directory it cannot write), with the child's path in
+    ``details["child"]`` — never as an otp ``StartError``. Anything else is ``exc`` itself.
+
+        startup_error(otp.StartError("metrics", OSError(98, "Address already in use"),
+                                     "application"))
+        # -> ConfigError("application/metrics cannot start: [Errno 98] ...")
+    """
+    if not isinstance(exc, otp.StartError):
+        return exc
+    path = [exc.supervisor] if exc.supervisor else []
+    cause: BaseException = exc
+    while isinstance(cause, otp.StartError):
+        path.append(str(cause.child_id))
+        cause = otp.unwrap_group(cause.cause)
+    child = "/".join(path)
+    if isinstance(cause, SnakepitError):
+        cause.details.setdefault("child", child)
+        cause.__cause__ = None
+        return cause
+    error: SnakepitError
+    if isinstance(cause, OSError):
+        error = ConfigError(f"{child} cannot start: {cause}",
+                            details={"child": child, "errno": cause.errno})
+    else:
+        error = SnakepitError(f"{child} cannot start: {type(cause).__name__}: {cause}",
+                              details={"child": child})
+    error.__cause__ = cause
+    return error
 
 
 def _supervision_event(host: HostContext, event: Any) -> None:
