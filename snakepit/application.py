@@ -263,7 +263,14 @@ async def _sessions(host: HostContext, *,
                 if target is not None:
                     await target.end_session(session_id)
 
+        async def session_rebound(session_id: str) -> None:
+            for pool in host.config.pools:
+                target = host.registry.whereis(("pool", pool.name))
+                if target is not None:
+                    await target.end_session(session_id)   # drops the affinity
+
         store.on_end.append(session_ended)
+        store.on_rebind.append(session_rebound)
         store.emit = host.emit
         host.sessions = store
         await session_sweeper(store, task_status=task_status)

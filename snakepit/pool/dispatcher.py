@@ -95,9 +95,7 @@ class Dispatcher:
         self._drained.pop(worker.key, None)
         for waiter in [w for w in self._queue if w.wants == worker.key]:
             self._queue.remove(waiter)
-            waiter.error = SessionWorkerUnavailable(
-                f"worker {worker.id} serving this session is gone",
-                details={"pool": self.pool, "worker": worker.id})
+            waiter.error = SessionWorkerUnavailable.gone(None, worker.id, self.pool)
             waiter.event.set()
 
     def close(self) -> None:
@@ -128,10 +126,7 @@ class Dispatcher:
             key = self._affinity[session_id]
             if key not in self._accepting:
                 if self.affinity is not Affinity.HINT:
-                    raise SessionWorkerUnavailable(
-                        f"the worker of session {session_id!r} is gone",
-                        details={"pool": self.pool, "session_id": session_id,
-                                 "worker_key": key})
+                    raise SessionWorkerUnavailable.gone(session_id, key, self.pool)
             else:
                 bound = self._workers[key]
                 if bound.in_flight < bound.capacity:
