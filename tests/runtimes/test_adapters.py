@@ -61,3 +61,24 @@ def test_setup_node_cli(tmp_path):
                            str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert list(tmp_path.glob("node/*/node_modules/@grpc/grpc-js"))
+
+
+async def test_a_node_pool_declared_in_toml_runs(tmp_path):
+    from runtimes_support import make_adapter
+
+    deps = make_adapter("node").deps_dir   # skips without node; shares the test npm install
+    (tmp_path / "tools.js").write_text(
+        "module.exports = { tools: { add: async ({a, b}) => a + b } };\n")
+    path = tmp_path / "snakepit.toml"
+    path.write_text(f"""
+state_dir = "{tmp_path / 'state'}"
+[[pools]]
+name = "js"
+size = 1
+[pools.adapter]
+kind = "node"
+script = "tools.js"
+deps_dir = "{deps}"
+""")
+    async with snakepit.start(snakepit.Config.from_file(path)) as app:
+        assert await app.execute("add", {"a": 2, "b": 3}, pool="js") == 5
