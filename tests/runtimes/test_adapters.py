@@ -82,3 +82,20 @@ deps_dir = "{deps}"
 """)
     async with snakepit.start(snakepit.Config.from_file(path)) as app:
         assert await app.execute("add", {"a": 2, "b": 3}, pool="js") == 5
+
+
+def test_first_node_use_says_what_it_is_doing(tmp_path, caplog):
+    from snakepit.adapters import install_node_deps
+
+    npm = tmp_path / "npm"   # stands in for npm: records its arguments, succeeds
+    npm.write_text("#!/bin/sh\necho \"$@\" > npm-args\nmkdir -p node_modules\n")
+    npm.chmod(0o755)
+    caplog.set_level("INFO", logger="snakepit")
+    modules = install_node_deps(tmp_path / "state", npm=str(npm))
+    said = [r.getMessage() for r in caplog.records]
+    assert any("installing its npm dependencies into" in m for m in said), said
+    assert any("installed in" in m for m in said)
+    assert (modules.parent / "npm-args").read_text().startswith("ci ")
+    caplog.clear()
+    install_node_deps(tmp_path / "state", npm=str(npm))   # done once: nothing more to say
+    assert caplog.records == []
