@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-# We fork+exec workers; grpc's fork handlers have deadlocked such code (DESIGN.md §4). This
+# We fork+exec workers; grpc's fork handlers have deadlocked such code (docs/architecture.md). This
 # must happen before grpc is first imported, so it is the first thing the package does.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 

@@ -1,9 +1,12 @@
-"""snakepit.Application: the host's supervision tree (ADR 0001).
+"""snakepit.Application: the host's supervision tree (docs/architecture.md; OTP rules: ADR 0001).
 
     Application                     rest_for_one
-    ├── ProcessRegistry             every OS pid we spawn; orphan sweep at start
-    ├── HostBridge                  gRPC server the workers call back into
-    └── Pools                       one_for_one, one PoolSupervisor per configured pool
+    ├── process_registry            every OS pid we spawn; orphan sweep at start
+    ├── sessions                    the SessionStore and its TTL sweeper
+    ├── host_bridge                 the server workers call back into
+    ├── pools                       one_for_one, one PoolSupervisor per configured pool
+    ├── admin                       this run's admin socket (snakepit inspect)
+    └── metrics                     Prometheus, with Config.metrics_address
 
 ``Application(config).run`` follows the ``nursery.start`` protocol and reports an
 :class:`~snakepit.api.App` once every required pool is ready; ``snakepit.start(config)`` wraps it
