@@ -1,6 +1,8 @@
 """Several applications with the default config run side by side (one process or several);
 each run owns its records, and the CLI lists and picks among the running apps."""
 
+import argparse
+import io
 import json
 import os
 import signal
@@ -9,10 +11,14 @@ import sys
 import time
 
 import psutil
+import pytest
 import trio
 
 import snakepit
+from snakepit import admin
 from snakepit.admin import running_apps
+from snakepit.cli.common import pick
+from snakepit.errors import SnakepitError
 
 # The default config except for the pool size (one worker each: the machine is small).
 HOST = """
@@ -84,6 +90,9 @@ def test_two_default_apps_in_two_processes(tmp_path):
         assert one["run_id"] == second["run"] and one["pid"] == hosts[1].pid
         assert "default-1" in cli("top", "--all", "--iterations", "1", "--interval", "0.1",
                                   env=env).stdout
+        # `snakepit demo` (default config too) runs while they do; its ping reads well.
+        demo = cli("demo", "--workers", "1", env=env)
+        assert "ping → pong from worker pid" in demo.stdout and "stopped" in demo.stdout
         # The first host dies with -9; its worker is frozen so it cannot notice and exit.
         for pid in first["workers"]:
             os.kill(pid, signal.SIGSTOP)
@@ -109,3 +118,27 @@ def test_two_default_apps_in_two_processes(tmp_path):
             host.kill()
             host.wait()
             host.stdout.close()
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_on_a_terminal_the_cli_asks_which_app(tmp_path, monkeypatch):
+    apps = [{"run_id": f"run{i}", "instance": "default", "pid": 100 + i, "uptime": 5.0,
+             "pools": [{"name": "default", "size": 1}], "socket": f"/x/run{i}.sock"}
+            for i in (1, 2)]
+    monkeypatch.setattr(admin, "running_apps", lambda state_dir, instance=None: list(apps))
+    args = argparse.Namespace(config=None, instance=None, state_dir=str(tmp_path), run=None,
+                              all=False)
+    out = Terminal()
+    assert pick(args, stdin=Terminal("7\n2\n"), out=out) == [apps[1]]   # 7: asked again
+    assert "[1] run run1" in out.getvalue() and out.getvalue().count("which one?") == 2
+    assert pick(args, stdin=Terminal("a\n"), out=Terminal()) == apps
+    with pytest.raises(KeyboardInterrupt):                      # an empty answer gives up
+        pick(args, stdin=Terminal(""), out=Terminal())
+    with pytest.raises(SnakepitError, match="2 snakepit apps are running"):
+        pick(args, stdin=io.StringIO("1\n"), out=io.StringIO())   # no terminal: no question
+    args.run = "run2"
+    assert pick(args, stdin=io.StringIO(), out=io.StringIO()) == [apps[1]]

@@ -42,7 +42,7 @@ def checks(config: Any, state_dir: Any) -> list[dict[str, str]]:
     add("python", "pass", sys.version.split()[0])
     try:
         import grpc
-        import google.protobuf
+        import google.protobuf  # type: ignore[import-untyped]
         import snakepit_bridge  # noqa: F401
         add("bridge", "pass", f"snakepit_bridge importable; grpcio {grpc.__version__}, "
             f"protobuf {google.protobuf.__version__}")
