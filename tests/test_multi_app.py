@@ -56,6 +56,15 @@ async def test_two_default_apps_in_one_process(tmp_path, monkeypatch):
     assert await trio.to_thread.run_sync(running_apps, state) == []
 
 
+def test_two_default_clients_in_one_process(tmp_path, monkeypatch):
+    default_state(tmp_path, monkeypatch)
+    config = snakepit.Config(pools=[snakepit.PoolConfig(size=1)])
+    with snakepit.Client(config) as one, snakepit.Client(config) as two:
+        assert one.execute("add", {"a": 1, "b": 1}) == 2
+        assert two.execute("add", {"a": 2, "b": 1}) == 3
+        assert one.workers()[0]["pid"] != two.workers()[0]["pid"]
+
+
 def cli(*args, env, check=True):
     proc = subprocess.run([sys.executable, "-m", "snakepit", *args], capture_output=True,
                           text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
