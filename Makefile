@@ -1,22 +1,37 @@
-# The whole set-up on a fresh machine (Python 3.11 + pip). `make demo`, `make test`.
+# The whole set-up on a fresh machine (Python 3.11 + pip). `make demo`, `make test`,
+# `make example NAME=basic`.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+HASH   := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# What the demo and the examples need (snakepit and its runtime dependencies) ...
+STAMP  := $(VENV)/.installed-$(HASH)
+# ... and, for `make test` only, the test toolchain on top.
+TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 
-.PHONY: demo test proto clean runtimes bench
+.PHONY: demo example test proto clean runtimes bench
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(VENV)/bin/python pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	rm -f $(VENV)/.installed-[0-9]*
+	touch $@
+
+$(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test]'
-	rm -f $(VENV)/.installed-*
+	rm -f $(VENV)/.installed-test-*
 	touch $@
 
 demo: $(STAMP)
 	$(VENV)/bin/snakepit demo
+
+# Run examples/NAME.py with the project's interpreter: `make example NAME=sessions`.
+example: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make example NAME=<one of: $$(ls examples | sed -n 's/\.py$$//p' | tr '\n' ' ')>"; exit 2; }
+	$(PY) examples/$(NAME).py
 
 # The Ruby worker needs Debian's ruby + ruby-grpc (no gems from the network). As root (CI) we
 # install them; otherwise the Ruby tests skip with a reason (and fail when CI=true).
@@ -28,14 +43,14 @@ runtimes:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ruby ruby-grpc >/dev/null; \
 	else echo "ruby with grpc is missing and we are not root: Ruby worker tests will skip"; fi
 
-test: $(STAMP) runtimes
+test: $(TEST_STAMP) runtimes
 	$(PY) -m mypy snakepit snakepit_bridge
 	$(PY) -m pytest
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) benchmarks/run_all.py
 
-proto: $(STAMP)
+proto: $(TEST_STAMP)
 	$(PY) -m snakepit_bridge._protogen
 
 clean:

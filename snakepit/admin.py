@@ -1,7 +1,13 @@
 """The admin endpoint: a unix socket (owner-only) where ``snakepit inspect`` reads a snapshot.
 
-Its path is ``<state_dir>/admin/<instance>.sock`` (the directory is mode 0700). A client sends
-one line of JSON (``{"command": "snapshot"}``) and reads one JSON document back.
+Every run serves its own socket, ``<state_dir>/admin/<run_id>.sock`` (the directory is mode
+0700), so any number of applications — of one instance name or several — run side by side;
+:func:`running_apps` finds the ones that answer. A client sends one line of JSON
+(``{"command": "snapshot"}``, or ``"checks"``: the diagnose checks of the app's own config)
+and reads one JSON document back.
+
+    for app in running_apps(state_dir):
+        print(app["instance"], app["pid"], app["run_id"])
 """
 
 from __future__ import annotations
@@ -17,8 +23,28 @@ import trio
 MAX_REQUEST = 4096
 
 
-def socket_path(state_dir: Path, instance: str) -> Path:
-    return Path(state_dir) / "admin" / f"{instance}.sock"
+def socket_path(state_dir: Path, run_id: str) -> Path:
+    """The admin socket of run ``run_id`` (the run id keeps the path short: sun_path is
+    ~107 bytes)."""
+    return Path(state_dir) / "admin" / f"{run_id}.sock"
+
+
+def running_apps(state_dir: Path, instance: str | None = None, timeout: float = 2.0
+                 ) -> list[dict[str, Any]]:
+    """Snapshots of the applications running under ``state_dir`` (of ``instance`` if given),
+    oldest first; each has ``"socket"``. Sockets nobody answers (runs killed with -9) are
+    skipped: the next start's orphan sweep removes them."""
+    found = []
+    for path in sorted(Path(state_dir).glob("admin/*.sock")):
+        try:
+            snap = query(path, timeout=timeout)
+        except (OSError, ValueError):
+            continue
+        if "error" in snap or (instance is not None and snap.get("instance") != instance):
+            continue
+        snap["socket"] = str(path)
+        found.append(snap)
+    return sorted(found, key=lambda s: -float(s.get("uptime", 0)))
 
 
 def snapshot(host: Any, started_at: float) -> dict[str, Any]:
@@ -37,7 +63,7 @@ def snapshot(host: Any, started_at: float) -> dict[str, Any]:
     processes: dict[str, Any] = {}
     if registry is not None:
         import psutil
-        entries = registry.entries()
+        entries = registry.entries(this_run=True)
         live = [e for e in entries if e["pid"] and psutil.pid_exists(e["pid"])]
         processes = {"tracked": len(entries), "live": len(live),
                      "stale": len(entries) - len(live)}
@@ -52,19 +78,9 @@ def snapshot(host: Any, started_at: float) -> dict[str, Any]:
 
 async def serve_admin(host: Any, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED
                       ) -> None:
-    path = socket_path(host.state_dir, host.config.instance_name)
+    path = socket_path(host.state_dir, host.run_id)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path.parent, 0o700)
-    if path.exists() or path.is_socket():
-        try:
-            query(path, timeout=1.0)
-        except OSError:
-            path.unlink()   # a dead run's socket
-        else:
-            from snakepit.errors import ConfigError
-            raise ConfigError(f"instance {host.config.instance_name!r} is already running with "
-                              f"state_dir {str(host.state_dir)!r} (admin socket {path}); use "
-                              f"another instance_name or state_dir")
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
     await sock.bind(str(path))
     os.chmod(path, 0o600)
@@ -82,9 +98,15 @@ async def serve_admin(host: Any, *, task_status: trio.TaskStatus[Path] = trio.TA
                     data += chunk
             try:
                 command = json.loads(data or b"{}").get("command", "snapshot")
-                if command != "snapshot":
-                    raise ValueError(f"unknown command {command!r}; known: snapshot")
-                reply: Any = snapshot(host, started_at)
+                reply: Any
+                if command == "snapshot":
+                    reply = snapshot(host, started_at)
+                elif command == "checks":   # `snakepit diagnose` of this app's own config
+                    from snakepit.cli.diagnose import checks
+                    reply = {"checks": await trio.to_thread.run_sync(
+                        checks, host.config, host.state_dir)}
+                else:
+                    raise ValueError(f"unknown command {command!r}; known: snapshot, checks")
             except Exception as exc:
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
             await stream.send_all(json.dumps(reply, default=str).encode() + b"\n")

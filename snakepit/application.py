@@ -1,9 +1,12 @@
-"""snakepit.Application: the host's supervision tree (DESIGN.md §1).
+"""snakepit.Application: the host's supervision tree (docs/architecture.md; OTP rules: ADR 0001).
 
     Application                     rest_for_one
-    ├── ProcessRegistry             every OS pid we spawn; orphan sweep at start
-    ├── HostBridge                  gRPC server the workers call back into
-    └── Pools                       one_for_one, one PoolSupervisor per configured pool
+    ├── process_registry            every OS pid we spawn; orphan sweep at start
+    ├── sessions                    the SessionStore and its TTL sweeper
+    ├── host_bridge                 the server workers call back into
+    ├── pools                       one_for_one, one PoolSupervisor per configured pool
+    ├── admin                       this run's admin socket (snakepit inspect)
+    └── metrics                     Prometheus, with Config.metrics_address
 
 ``Application(config).run`` follows the ``nursery.start`` protocol and reports an
 :class:`~snakepit.api.App` once every required pool is ready; ``snakepit.start(config)`` wraps it
@@ -128,10 +131,46 @@ class Application:
                     await trio.sleep_forever()
                 finally:
                     app.closed = True
-        except BaseExceptionGroup as group:
-            raise otp.unwrap_group(group) from None
+        except BaseException as exc:
+            error = startup_error(otp.unwrap_group(exc))
+            if error is exc:
+                raise
+            raise error from error.__cause__
         finally:
             uninstall_otel(host, otel_handler)
+
+
+def startup_error(exc: BaseException) -> BaseException:
+    """What ``snakepit.start`` raises for ``exc``: a child of the tree that cannot start comes
+    out as the :class:`SnakepitError` it raised, or as a :class:`ConfigError` for an
+    ``OSError`` (a port in use, a directory it cannot write), with the child's path in
+    ``details["child"]`` — never as an otp ``StartError``. Anything else is ``exc`` itself.
+
+        startup_error(otp.StartError("metrics", OSError(98, "Address already in use"),
+                                     "application"))
+        # -> ConfigError("application/metrics cannot start: [Errno 98] ...")
+    """
+    if not isinstance(exc, otp.StartError):
+        return exc
+    path = [exc.supervisor] if exc.supervisor else []
+    cause: BaseException = exc
+    while isinstance(cause, otp.StartError):
+        path.append(str(cause.child_id))
+        cause = otp.unwrap_group(cause.cause)
+    child = "/".join(path)
+    if isinstance(cause, SnakepitError):
+        cause.details.setdefault("child", child)
+        cause.__cause__ = None
+        return cause
+    error: SnakepitError
+    if isinstance(cause, OSError):
+        error = ConfigError(f"{child} cannot start: {cause}",
+                            details={"child": child, "errno": cause.errno})
+    else:
+        error = SnakepitError(f"{child} cannot start: {type(cause).__name__}: {cause}",
+                              details={"child": child})
+    error.__cause__ = cause
+    return error
 
 
 def _supervision_event(host: HostContext, event: Any) -> None:
@@ -231,7 +270,14 @@ async def _sessions(host: HostContext, *,
                 if target is not None:
                     await target.end_session(session_id)
 
+        async def session_rebound(session_id: str) -> None:
+            for pool in host.config.pools:
+                target = host.registry.whereis(("pool", pool.name))
+                if target is not None:
+                    await target.end_session(session_id)   # drops the affinity
+
         store.on_end.append(session_ended)
+        store.on_rebind.append(session_rebound)
         store.emit = host.emit
         host.sessions = store
         await session_sweeper(store, task_status=task_status)

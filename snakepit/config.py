@@ -1,4 +1,4 @@
-"""Configuration: frozen, validated at construction (DESIGN.md §2b).
+"""Configuration: frozen, validated at construction (every field: docs/configuration.md).
 
     config = snakepit.Config(pools=[snakepit.PoolConfig(
         name="default", size=4, adapter="snakepit_bridge.adapters.showcase:ShowcaseAdapter")])
@@ -86,14 +86,25 @@ def _default_size() -> int:
     return 2 * (os.cpu_count() or 1)
 
 
+_ADAPTER_ALLOWED = "'module.path:ClassName' or an adapter object from snakepit.adapters"
+_FOREIGN = {"node": "NodeAdapter(script=...)", "ruby": "RubyAdapter(script=...)",
+            "js": "NodeAdapter(script=...)", "mjs": "NodeAdapter(script=...)",
+            "cjs": "NodeAdapter(script=...)", "rb": "RubyAdapter(script=...)"}
+
+
 def _check_adapter(instance: Any, attribute: Any, value: Any) -> None:
     if isinstance(value, str):
-        if not _ADAPTER_RE.match(value):
+        head, _, tail = value.partition(":")
+        foreign = _FOREIGN.get(head) or _FOREIGN.get(tail.rpartition(".")[2])
+        if foreign:   # "node:tools.js" would otherwise be imported as a Python module
             raise _fail("PoolConfig", "adapter", value,
-                        "'module.path:ClassName' or an adapter object from snakepit.adapters")
+                        f"{_ADAPTER_ALLOWED} (a string names a Python adapter class; for this "
+                        f"use {foreign}, in TOML a [pools.adapter] table with kind = "
+                        f"{'node' if 'Node' in foreign else 'ruby'!r})")
+        if not _ADAPTER_RE.match(value):
+            raise _fail("PoolConfig", "adapter", value, _ADAPTER_ALLOWED)
     elif not callable(getattr(value, "command", None)):
-        raise _fail("PoolConfig", "adapter", value,
-                    "'module.path:ClassName' or an adapter object from snakepit.adapters")
+        raise _fail("PoolConfig", "adapter", value, _ADAPTER_ALLOWED)
 
 
 def _check_name(instance: Any, attribute: Any, value: Any) -> None:
@@ -277,7 +288,16 @@ class Config:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> "Config":
         """Load a TOML file: top-level keys, ``[sessions]``, ``[[pools]]`` with
-        ``[pools.heartbeat]``. Unknown keys are errors."""
+        ``[pools.heartbeat]`` and ``[pools.adapter]`` (``kind = "python" | "node" | "ruby" |
+        "command"``; relative paths in it are relative to the file). Unknown keys are errors;
+        docs/configuration.md lists every key.
+
+            [[pools]]
+            name = "js"
+            [pools.adapter]
+            kind = "node"
+            script = "tools.js"
+        """
         try:
             with open(path, "rb") as f:
                 data = tomllib.load(f)
@@ -285,27 +305,35 @@ class Config:
             raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
-        return cls.from_dict(data, where=str(path))
+        return cls.from_dict(data, where=str(path), base_dir=Path(path).parent)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "config") -> "Config":
+    def from_dict(cls, data: dict[str, Any], where: str = "config",
+                  base_dir: str | os.PathLike[str] | None = None) -> "Config":
+        """Build from plain data (what :meth:`from_file` reads); relative paths of adapter
+        tables are resolved against ``base_dir`` (default: the current directory)."""
         data = dict(data)
         pools = []
         for i, raw in enumerate(data.pop("pools", [{}])):
             raw = dict(raw)
+            if isinstance(raw.get("adapter"), dict):
+                from snakepit.adapters.from_table import adapter_from_table
+                raw["adapter"] = adapter_from_table(raw["adapter"], f"{where}: pools[{i}].adapter",
+                                                    Path(base_dir or "."))
             if "heartbeat" in raw:
-                raw["heartbeat"] = _build(HeartbeatConfig, raw["heartbeat"],
+                raw["heartbeat"] = build_table(HeartbeatConfig, raw["heartbeat"],
                                           f"{where}: pools[{i}].heartbeat")
-            pools.append(_build(PoolConfig, raw, f"{where}: pools[{i}]"))
+            pools.append(build_table(PoolConfig, raw, f"{where}: pools[{i}]"))
         if "sessions" in data:
-            data["sessions"] = _build(SessionConfig, data["sessions"], f"{where}: sessions")
-        return _build(cls, {**data, "pools": pools}, where)  # type: ignore[no-any-return]
+            data["sessions"] = build_table(SessionConfig, data["sessions"], f"{where}: sessions")
+        return build_table(cls, {**data, "pools": pools}, where)  # type: ignore[no-any-return]
 
 
-def _build(klass: type, raw: Any, where: str) -> Any:
+def build_table(klass: type, raw: Any, where: str) -> Any:
+    """``klass(**raw)`` for a TOML table: unknown keys name the table and the known ones."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table, got {raw!r}")
-    known = {a.name for a in attrs.fields(klass)}
+    known = {a.name for a in attrs.fields(klass) if not a.name.startswith("_")}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} for {klass.__name__}; "

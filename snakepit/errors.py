@@ -140,9 +140,22 @@ class WorkerBusy(SnakepitError):
 
 
 class SessionWorkerUnavailable(SnakepitError):
-    """Strict affinity: the worker the session is bound to is gone."""
+    """Strict affinity: the worker the session is bound to is gone. The session fails this
+    way until it is re-bound (``await app.sessions.rebind(id)``, keeping its data) or deleted
+    (``await app.sessions.delete(id)``); :meth:`gone` builds it with that advice."""
 
     category = "session_worker_unavailable"
+
+    @classmethod
+    def gone(cls, session_id: str | None, worker: str, pool: str) -> "SessionWorkerUnavailable":
+        """The error for a call of ``session_id`` whose worker ``worker`` is gone."""
+        sid = repr(session_id) if session_id is not None else "this session"
+        return cls(f"worker {worker} of session {sid} (pool {pool!r}) is gone, and strict "
+                   f"affinity keeps the session on it: every call of the session fails until "
+                   f"`await app.sessions.rebind({sid})` binds it to another worker (keeping "
+                   f"its data; its state in the old worker is lost) or "
+                   f"`await app.sessions.delete({sid})` ends it",
+                   details={"pool": pool, "session_id": session_id, "worker": worker})
 
 
 class WorkerCrashed(SnakepitError):

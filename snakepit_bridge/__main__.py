@@ -7,7 +7,6 @@ initialize, 4 the host is gone (stdin EOF or heartbeats lost while dependent).
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -62,9 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     if not module_name or not class_name:
         print(f"--adapter must be module.path:ClassName, got {args.adapter!r}", file=sys.stderr)
         return EXIT_USAGE
+    from snakepit_bridge.adapter_loading import AdapterNotFound, load_adapter_class
     try:
-        module = importlib.import_module(module_name)
-        adapter_cls = getattr(module, class_name)
+        adapter_cls = load_adapter_class(args.adapter)
+    except AdapterNotFound as exc:   # where it looked says it all; no traceback
+        print(f"cannot load adapter {args.adapter!r}: {exc}", file=sys.stderr)
+        return 3
     except Exception as exc:
         import traceback
         traceback.print_exc()

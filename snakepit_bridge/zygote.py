@@ -21,7 +21,6 @@ their exit codes; it exits when the host closes the control socket or its stdin.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import select
@@ -49,8 +48,8 @@ def preload(adapter: str) -> None:
     """Import everything a worker would import before serving (no channel, no server)."""
     from snakepit_bridge import __main__ as _main  # noqa: F401
     from snakepit_bridge import pipe_server, server, worker  # noqa: F401
-    module_name, _, class_name = adapter.partition(":")
-    getattr(importlib.import_module(module_name), class_name)
+    from snakepit_bridge.adapter_loading import load_adapter_class
+    load_adapter_class(adapter)
 
 
 class Zygote:

@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-# Workers are started by the host with this already set (DESIGN.md §4); tests that start
+# Workers are started by the host with this already set (docs/architecture.md); tests that start
 # grpc in-process must not fork with fork handlers armed either.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 

@@ -98,3 +98,68 @@ threads_per_worker = 8
         snakepit.Config.from_file(path)
     with pytest.raises(ConfigError, match="cannot read"):
         snakepit.Config.from_file(tmp_path / "missing.toml")
+
+
+NODE_TOOLS = "module.exports = { tools: { add: async ({a, b}) => a + b } };\n"
+
+
+def test_toml_declares_every_adapter_kind(tmp_path):
+    from snakepit.adapters import CommandAdapter, NodeAdapter, PythonAdapter, RubyAdapter
+
+    (tmp_path / "tools.js").write_text(NODE_TOOLS)
+    (tmp_path / "tools.rb").write_text("")
+    path = tmp_path / "snakepit.toml"
+    path.write_text("""
+[[pools]]
+name = "py"
+adapter = "snakepit_bridge.adapters.showcase:ShowcaseAdapter"
+[[pools]]
+name = "py2"
+[pools.adapter]
+kind = "python"
+spec = "snakepit_bridge.adapters.showcase:ShowcaseAdapter"
+adapter_args = ["--x"]
+[[pools]]
+name = "js"
+[pools.adapter]
+kind = "node"
+script = "tools.js"
+capacity = 8
+[[pools]]
+name = "rb"
+[pools.adapter]
+kind = "ruby"
+script = "tools.rb"
+[[pools]]
+name = "go"
+[pools.adapter]
+kind = "command"
+argv = ["./bin/worker", "--flag"]
+workdir = "run"
+""")
+    pools = {p.name: p.adapter for p in snakepit.Config.from_file(path).pools}
+    assert pools["py"] == "snakepit_bridge.adapters.showcase:ShowcaseAdapter"
+    assert isinstance(pools["py2"], PythonAdapter) and pools["py2"].adapter_args == ("--x",)
+    assert pools["js"] == NodeAdapter(script=str(tmp_path / "tools.js"), capacity=8)
+    assert pools["rb"] == RubyAdapter(script=str(tmp_path / "tools.rb"))
+    assert pools["go"] == CommandAdapter(argv=[str(tmp_path / "bin/worker"), "--flag"],
+                                         workdir=str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("pool,message", [
+    ('adapter = "node:tools.js"', "NodeAdapter(script=...)"),
+    ('adapter = "tools.rb:Thing.rb"', "RubyAdapter(script=...)"),
+    ('[pools.adapter]\nkind = "java"', "kind must be one of 'python', 'node'"),
+    ('[pools.adapter]\nkind = "node"', "(kind 'node') needs script"),
+    ('[pools.adapter]\nkind = "node"\nscript = "missing.js"', "does not exist"),
+    ('[pools.adapter]\nkind = "ruby"\nscript = "tools.js"\nthreads = 4',
+     "unknown key(s) threads for RubyAdapter"),
+])
+def test_toml_rejects_what_an_adapter_cannot_mean(tmp_path, pool, message):
+    (tmp_path / "tools.js").write_text(NODE_TOOLS)
+    path = tmp_path / "snakepit.toml"
+    path.write_text(f"[[pools]]\nname = \"p\"\n{pool}\n")
+    with pytest.raises(snakepit.ConfigError) as info:
+        snakepit.Config.from_file(path)
+    assert message in str(info.value)
+    assert "pools[0].adapter" in str(info.value) or "PoolConfig.adapter" in str(info.value)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import attrs
@@ -21,6 +23,7 @@ import trio
 from snakepit.adapters.base import Adapter, CheckResult, LaunchOptions, version_of
 from snakepit.errors import ConfigError
 
+log = logging.getLogger("snakepit")
 
 
 def _bridge_dir() -> Path:
@@ -58,12 +61,18 @@ def install_node_deps(state_dir: str | os.PathLike[str], npm: str = "npm") -> Pa
         if not (target / ".complete").exists():
             for name in ("package.json", "package-lock.json"):
                 shutil.copyfile(_bridge_dir() / name, target / name)
+            # The first Node use waits seconds for this: say so rather than sit silent.
+            log.warning("first use of the Node worker: installing its npm dependencies into "
+                        "%s (npm ci, once per snakepit version; `snakepit setup node` does it "
+                        "ahead of time)", target)
+            t0 = time.monotonic()
             proc = subprocess.run([npm, "ci", "--omit=dev", "--no-audit", "--no-fund"],
                                   cwd=target, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise ConfigError(f"installing the Node worker's dependencies failed "
                                   f"(npm ci in {target}):\n{proc.stderr[-2000:]}")
             (target / ".complete").write_text("ok\n")
+            log.warning("Node worker dependencies installed in %.1f s", time.monotonic() - t0)
     return modules
 
 

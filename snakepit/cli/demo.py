@@ -47,13 +47,16 @@ async def _demo(args: argparse.Namespace) -> None:
         console.print(f"  ready in {time.perf_counter() - t0:.2f} s: "
                       + ", ".join(f"{w['id']} (pid {w['pid']})" for w in app.workers()))
 
-        async def show(label: str, coro: Any) -> Any:
+        async def show(label: str, coro: Any, told: Any = repr) -> Any:
             t = time.perf_counter()
             result = await coro
-            console.print(f"[cyan]{label}[/] → {result!r}  [dim]{(time.perf_counter()-t)*1e3:.1f} ms[/]")
+            console.print(f"[cyan]{label}[/] → {told(result)}  "
+                          f"[dim]{(time.perf_counter() - t) * 1e3:.1f} ms[/]")
             return result
 
-        await show("ping", app.execute("ping"))
+        await show("ping", app.execute("ping"), lambda r: (
+            f"{r['status']} from worker pid {r['pid']} at "
+            f"{time.strftime('%H:%M:%S', time.localtime(r['timestamp']))}"))
         await show("add(2, 3)", app.execute("add", {"a": 2, "b": 3}))
         await show("process_text(upper)",
                    app.execute("process_text", {"text": "hello snakepit", "operation": "upper"}))

@@ -8,18 +8,26 @@ import resource
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-from snakepit.cli.common import add_config_flags, load
+from snakepit.admin import query
+from snakepit.cli.common import add_config_flags, load, pick
 from snakepit_bridge.protocol import THREAD_LIMIT_VARS as THREAD_VARS
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("diagnose", help="check the environment (exit 1 if anything fails)")
+    p = sub.add_parser("diagnose", help="check the environment (exit 1 if anything fails)",
+                       description="Check the machine for a config: the --config file's, else "
+                                   "the running app's (asked through its admin socket, so the "
+                                   "checks run in its environment), else the default config.")
     add_config_flags(p)
+    p.add_argument("--run", default=None, metavar="RUN_ID",
+                   help="the running app with this run id (a prefix is enough)")
     p.add_argument("--scaling", type=int, default=0, metavar="N",
                    help="also start N showcase workers and report time and memory")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--format", choices=["table", "json"], default="table",
+                   help="table (default) or json")
     p.set_defaults(func=run)
 
 
@@ -117,15 +125,23 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     config, state_dir, _ = load(args)
-    rows = checks(config, state_dir)
-    report: dict[str, Any] = {"checks": rows}
+    apps = [] if args.config else pick(args, none_ok=True)
+    if apps:
+        app = apps[0]
+        rows = query(Path(app["socket"]), "checks", timeout=30.0)["checks"]
+        source = f"the running app (run {app['run_id']}, instance {app['instance']!r})"
+    else:
+        rows = checks(config, state_dir)
+        source = f"config file {args.config}" if args.config else \
+            "the default config (no app is running)"
+    report: dict[str, Any] = {"checks": rows, "config": source}
     if args.scaling:
         report["scaling"] = scaling(args.scaling, state_dir)
     failed = any(r["status"] == "fail" for r in rows)
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 1 if failed else 0
-    table = Table(title="snakepit diagnose")
+    table = Table(title=f"snakepit diagnose: {source}")
     for col in ("check", "status", "detail", "fix"):
         table.add_column(col)
     colors = {"pass": "green", "warn": "yellow", "fail": "red"}

@@ -7,22 +7,29 @@ import json
 import time
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 
-from snakepit.cli.common import add_config_flags, snapshot
+from snakepit.cli.common import add_pick_flags, snapshot
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("inspect", help="show the pools, workers and sessions of a running app")
-    add_config_flags(p)
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p = sub.add_parser("inspect", help="show the pools, workers and sessions of a running app",
+                       description="Show a running app. With several running: --run picks "
+                                   "one, --all shows every one; otherwise a terminal asks "
+                                   "which, and without a terminal the list is printed and the "
+                                   "command fails.")
+    add_pick_flags(p)
+    p.add_argument("--format", choices=["table", "json"], default="table",
+                   help="json: one snapshot object (a list of them with --all)")
     p.add_argument("--detailed", action="store_true", help="one row per worker")
     p.add_argument("--recommendations", action="store_true", help="advice from the numbers")
     p.set_defaults(func=run)
     t = sub.add_parser("top", help="inspect as a live-updating table")
-    add_config_flags(t)
-    t.add_argument("--interval", type=float, default=1.0)
+    add_pick_flags(t)
+    t.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                   help="seconds between refreshes (default: 1.0)")
     t.add_argument("--iterations", type=int, default=0, help="stop after N refreshes (0: never)")
     t.set_defaults(func=top, detailed=True, recommendations=False)
 
@@ -61,22 +68,31 @@ def recommendations(snap: dict[str, Any]) -> list[str]:
     return advice or ["nothing to recommend: the numbers look healthy"]
 
 
+# Short headers: the pool table fits 80 columns with a pool name of up to ~12 characters;
+# longer names wrap rather than being cut, as no number or name ever is.
+POOL_COLUMNS = {"workers": "workers", "available": "avail", "busy": "busy", "queued": "queue",
+                "requests": "requests", "errors": "errors", "queue_timeouts": "q-tmo",
+                "restarts": "restart", "recycled": "recycl"}
+
+
 def render(snap: dict[str, Any], detailed: bool, advice: bool) -> Group:
     parts: list[Any] = []
     head = Table(title=f"snakepit instance {snap['instance']!r} (pid {snap['pid']}, "
-                       f"up {snap['uptime']:.0f} s)")
-    cols = ["pool", "workers", "available", "busy", "queued", "requests", "errors",
-            "queue_timeouts", "restarts", "recycled"]
-    for c in cols:
-        head.add_column(c, justify="left" if c == "pool" else "right")
+                       f"run {snap['run_id']}, up {snap['uptime']:.0f} s)",
+                 box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    head.add_column("pool", overflow="fold")
+    for header in POOL_COLUMNS.values():
+        head.add_column(header, justify="right", no_wrap=True)
     for pool in snap["pools"]:
         s = pool.get("stats") or {}
-        head.add_row(pool["name"], *(str(s.get(c, "-")) for c in cols[1:]))
+        head.add_row(pool["name"], *(str(s.get(c, "-")) for c in POOL_COLUMNS))
     parts.append(head)
     if detailed:
-        workers = Table(title="workers")
-        for c in ("id", "pid", "state", "in_flight", "requests", "rss MB", "uptime s"):
-            workers.add_column(c)
+        workers = Table(title="workers", box=box.SIMPLE_HEAD, collapse_padding=True,
+                        pad_edge=False)
+        workers.add_column("id", overflow="fold")
+        for c in ("pid", "state", "in_flight", "requests", "rss MB", "uptime s"):
+            workers.add_column(c, justify="left" if c == "state" else "right", no_wrap=True)
         for pool in snap["pools"]:
             for w in pool.get("workers", []):
                 workers.add_row(w["id"], str(w["pid"]), w["state"], str(w["in_flight"]),
@@ -94,23 +110,29 @@ def render(snap: dict[str, Any], detailed: bool, advice: bool) -> Group:
 
 
 def run(args: argparse.Namespace) -> int:
-    snap = snapshot(args)
+    snaps = snapshot(args)
     if args.format == "json":
-        if args.recommendations:
-            snap["recommendations"] = recommendations(snap)
-        print(json.dumps(snap, indent=2, default=str))
+        for snap in snaps:
+            if args.recommendations:
+                snap["recommendations"] = recommendations(snap)
+        print(json.dumps(snaps if args.all else snaps[0], indent=2, default=str))
         return 0
-    Console().print(render(snap, args.detailed, args.recommendations))
+    console = Console()
+    for snap in snaps:
+        console.print(render(snap, args.detailed, args.recommendations))
     return 0
 
 
 def top(args: argparse.Namespace) -> int:
     from rich.live import Live
 
+    def frame() -> Group:
+        return Group(*(render(s, True, False) for s in snapshot(args)))
+
     count = 0
-    with Live(render(snapshot(args), True, False), refresh_per_second=4) as live:
+    with Live(frame(), refresh_per_second=4) as live:
         while args.iterations == 0 or count < args.iterations:
-            time.sleep(args.interval)
-            live.update(render(snapshot(args), True, False))
+            time.sleep(args.interval)   # the refresh period itself, not a wait for a condition
+            live.update(frame())
             count += 1
     return 0

@@ -100,10 +100,7 @@ class Dispatcher:
             if bound is None or bound.state not in (WorkerState.READY,
                                                     WorkerState.CANCELLING):
                 if self.affinity is not Affinity.HINT:
-                    raise SessionWorkerUnavailable(
-                        f"the worker of session {session_id!r} is gone",
-                        details={"pool": self.pool, "session_id": session_id,
-                                 "worker_key": key})
+                    raise SessionWorkerUnavailable.gone(session_id, key, self.pool)
             elif self.roster.take(bound):
                 return self._bind(bound, session_id)
             elif self.affinity is Affinity.STRICT_FAIL_FAST:
@@ -142,9 +139,7 @@ class Dispatcher:
             return
         for waiter in [w for w in self._queue if w.wants == entry.worker.key]:
             self._queue.remove(waiter)
-            waiter.error = SessionWorkerUnavailable(
-                f"worker {entry.worker.id} serving this session is gone",
-                details={"pool": self.pool, "worker": entry.worker.id})
+            waiter.error = SessionWorkerUnavailable.gone(None, entry.worker.id, self.pool)
             waiter.event.set()
 
     async def _wait(self, wants: str | None) -> Entry:

@@ -54,6 +54,9 @@ class WorkerProcess:
         self._registry = registry
         self._record = record
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
+        # Output before the readiness line is held back: if the start fails it is told once,
+        # in the WorkerStartError, not also line by line in the log; once ready it is logged.
+        self._held: list[tuple[int, str, bool]] | None = []
         self._pumps_done = trio.Event()
         self._pumps = 0
         self._pump_scopes: list[trio.CancelScope] = []
@@ -141,24 +144,41 @@ class WorkerProcess:
             self.stderr_tail.append(line)
         # Workers log everything to stderr; keep their own severity where it shows.
         level = logging.WARNING if _SEVERE.search(line) else logging.INFO
-        if log.isEnabledFor(level):
+        if self._held is not None and len(self._held) < STDERR_TAIL:
+            self._held.append((level, line, is_err))
+        elif log.isEnabledFor(level):
             log.log(level, "[%s] %s", self.worker_id, redact(line))
+
+    def _release_held(self, stderr_too: bool, level_cap: int = logging.CRITICAL) -> None:
+        held, self._held = self._held or [], None
+        for level, line, is_err in held:
+            level = min(level, level_cap)
+            if (stderr_too or not is_err) and log.isEnabledFor(level):
+                log.log(level, "[%s] %s", self.worker_id, redact(line))
 
     async def wait_ready(self, timeout: float) -> Ready:
         """The worker's readiness line, or WorkerStartError (exit before ready / timeout)."""
         data = b""
-        with trio.move_on_after(timeout) as scope:
-            while b"\n" not in data:
-                chunk = await self._ready_stream.receive_some(4096)
-                if not chunk:
-                    break
-                data += chunk
+        try:
+            with trio.move_on_after(timeout) as scope:
+                while b"\n" not in data:
+                    chunk = await self._ready_stream.receive_some(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+        except BaseException:
+            # Cancelled while starting (usually: a sibling's failure stops the application,
+            # and this worker failed the same way): its output goes to the debug log only.
+            self._release_held(stderr_too=True, level_cap=logging.DEBUG)
+            raise
         await self._ready_stream.aclose()
         if b"\n" in data:
             try:
                 info = json.loads(data.split(b"\n", 1)[0])
-                return Ready(port=int(info["port"]), pid=int(info.get("pid", self.pid)),
-                             info=info)
+                ready = Ready(port=int(info["port"]), pid=int(info.get("pid", self.pid)),
+                              info=info)
+                self._release_held(stderr_too=True)
+                return ready
             except (ValueError, KeyError, TypeError):
                 reason = f"sent a malformed readiness line {data[:200]!r}"
         elif scope.cancelled_caught:
@@ -170,6 +190,7 @@ class WorkerProcess:
         with trio.move_on_after(1.0):
             await self._pumps_done.wait()   # collect the rest of its stderr
         tail = "\n".join(self.stderr_tail)
+        self._release_held(stderr_too=False)   # the stderr is in the error below
         raise WorkerStartError(
             f"worker {self.worker_id} (pid {self.pid}) {reason}" +
             (f"; its stderr ends with:\n{tail}" if tail else ""),

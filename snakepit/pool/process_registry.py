@@ -6,6 +6,8 @@
     registry.record(row, pid)                  # pid and process start time, right after
     registry.remove(row)                       # once reaped
 
+Each run owns its records: any number of runs (of one instance name or several) share the
+file, and a sweep only ever looks at runs whose host is gone.
 A run is dead when its host process (pid + start time) is gone. A leftover of a dead run is
 killed — its whole process group, SIGTERM then SIGKILL — only if its pid, start time *and*
 command line still match the record, so a process that merely reused the pid is never touched.
@@ -116,12 +118,15 @@ class ProcessRegistry:
             self._db.close()
 
     # -- introspection ----------------------------------------------------------------------
-    def entries(self, all_instances: bool = False) -> list[dict[str, Any]]:
+    def entries(self, all_instances: bool = False, this_run: bool = False
+                ) -> list[dict[str, Any]]:
+        """Process records of this instance (every instance's, or only this run's)."""
+        where, params = (" WHERE run_id = ?", (self.run_id,)) if this_run else \
+            ("", ()) if all_instances else (" WHERE instance = ?", (self.instance,))
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, run_id, instance, worker_id, cmdline, pid, start_time FROM processes"
-                + ("" if all_instances else " WHERE instance = ?"),
-                () if all_instances else (self.instance,)).fetchall()
+                + where, params).fetchall()
         return [{"id": r[0], "run_id": r[1], "instance": r[2], "worker_id": r[3],
                  "cmdline": json.loads(r[4]), "pid": r[5], "start_time": r[6]} for r in rows]
 
@@ -141,18 +146,34 @@ class ProcessRegistry:
         return alive
 
     # -- the sweep --------------------------------------------------------------------------
-    def sweep(self, dry_run: bool = False) -> SweepReport:
-        """Kill leftovers of dead runs of this instance (exact matches only); prune records."""
+    def live_runs(self, all_instances: bool = False) -> list[dict[str, Any]]:
+        """The runs (of this instance, or of all) whose host is alive: what a sweep leaves."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT run_id, instance, host_pid, started_at FROM runs"
+                + ("" if all_instances else " WHERE instance = ?"),
+                () if all_instances else (self.instance,)).fetchall()
+        return [{"run_id": r[0], "instance": r[1], "pid": r[2], "started_at": r[3]}
+                for r in rows if self._run_alive(r[0])]
+
+    def sweep(self, dry_run: bool = False, all_instances: bool = False) -> SweepReport:
+        """Kill leftovers of dead runs of this instance (of every instance with
+        ``all_instances``; exact matches only); prune their records and admin sockets.
+
+        Each run owns its records, so several live runs of one instance never touch each
+        other: a run is swept only once its host (pid + start time) is gone."""
         killed: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
         pruned = 0
-        runs = {e["run_id"] for e in self.entries()}
+        entries = self.entries(all_instances=all_instances)
+        runs = {e["run_id"] for e in entries}
         with self._lock:
             runs |= {r[0] for r in self._db.execute(
-                "SELECT run_id FROM runs WHERE instance = ?", (self.instance,))}
+                "SELECT run_id FROM runs" + ("" if all_instances else " WHERE instance = ?"),
+                () if all_instances else (self.instance,))}
         dead = sorted(r for r in runs if r != self.run_id and not self._run_alive(r))
         victims = []
-        for entry in self.entries():
+        for entry in entries:
             if entry["run_id"] not in dead:
                 continue
             if entry["pid"] and self._matches(entry):
@@ -165,6 +186,7 @@ class ProcessRegistry:
             _kill_groups([v["pid"] for v in victims])
             for run in dead:
                 segments += shm.sweep(shm.run_prefix(run) + "-")
+                _unlink(self.path.parent / "admin" / f"{run}.sock")   # admin.socket_path
             with self._lock:
                 for run in dead:
                     self._db.execute("DELETE FROM processes WHERE run_id = ?", (run,))
@@ -192,6 +214,13 @@ class ProcessRegistry:
             return same
         except psutil.Error:
             return False
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
 
 
 def _kill_groups(pids: list[int], grace: float = 2.0) -> None:

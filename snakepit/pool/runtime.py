@@ -116,9 +116,13 @@ class PoolRuntime:
         return self.roster.drain(worker, reason)
 
     def start_failed(self, slot: Slot, error: SnakepitError) -> None:
+        first_start = slot.id not in self._ever_ready
+        # A required pool's first start failure is raised to the caller with the worker's
+        # stderr: the log gets its first line only, so the traceback is told once.
+        told = str(error).split("\n", 1)[0] if first_start and self.config.required else error
         log.warning("pool %s: worker %s failed to start (%d in a row): %s", self.name, slot.id,
-                    slot.failures, error)
-        if slot.id not in self._ever_ready and self.initial_failure is None:
+                    slot.failures, told)
+        if first_start and self.initial_failure is None:
             self.initial_failure = error
             self.failed.set()
 

@@ -1,6 +1,6 @@
 """WorkerStarter: keeps one pool slot served by a live worker, whatever happens to it.
 
-Crashes stop here (DESIGN.md §1): a worker that dies is restarted at once; a worker that keeps
+Crashes stop here (ADR 0002): a worker that dies is restarted at once; a worker that keeps
 failing to start is retried with capped exponential backoff and the slot is reported
 ``degraded`` after ``DEGRADED_AFTER`` failed starts in a row. Nothing a worker process does
 makes this task fail, so worker crashes never count against the supervisors above.

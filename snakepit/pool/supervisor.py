@@ -1,4 +1,4 @@
-"""The subtree of one pool (DESIGN.md §1):
+"""The subtree of one pool (docs/architecture.md has the whole tree):
 
     PoolSupervisor[name]        rest_for_one
     ├── Zygote                  only with preload=True: the process workers are forked from

@@ -9,7 +9,8 @@ All operations run on the trio thread. Time comes from ``trio.current_time()`` (
 on MockClock). With ``SessionConfig(store="sqlite")`` every change is written through to an
 sqlite file (synchronous=FULL) before the call returns, and the store reloads it at start.
 Deleting or expiring a session calls the ``on_end`` hooks (workers release its state, the
-pools drop its affinity, its host tools go).
+pools drop its affinity, its host tools go); ``rebind`` calls the ``on_rebind`` hooks (the pools
+drop its affinity and its workers' state; the session stays).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class SessionStore:
         self._global_programs: dict[str, Any] = {}
         self._backend = backend
         self.on_end: list[OnEnd] = []
+        self.on_rebind: list[Callable[[str], Awaitable[None]]] = []
         self.expired = 0
         self.deleted = 0
         self.emit: Callable[[tuple[str, ...], dict[str, Any], dict[str, Any]], None] | None = None
@@ -173,6 +175,22 @@ class SessionStore:
         await self._save(deleted=session_id)
         await self._ended(session_id, "deleted")
         return True
+
+    async def rebind(self, session_id: str) -> None:
+        """Unbind the session from its worker, keeping the session (metadata, programs,
+        variables, host tools): its next call goes to any worker, which it then sticks to.
+        This is how a strict-affinity session recovers after its worker died
+        (``SessionWorkerUnavailable``); state the old worker held for it is gone.
+
+            try:
+                await app.execute("step", session_id="s1")
+            except snakepit.SessionWorkerUnavailable:
+                await app.sessions.rebind("s1")
+        """
+        self._live(session_id)
+        for hook in list(self.on_rebind):
+            await hook(session_id)
+        self._event("rebound", {}, {"session_id": session_id})
 
     async def update(self, session_id: str, fn: Callable[[dict[str, Any]], Any]
                      ) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""GrpcTransport: grpcio's sync stubs driven from trio (DESIGN.md §4).
+"""GrpcTransport: grpcio's sync stubs driven from trio (docs/architecture.md).
 
 Unary calls use the stub's ``.future()``; its done-callback wakes the waiting trio task through
 ``TrioToken.run_sync_soon`` (and never raises, even after the run ended); cancelling the task

@@ -74,7 +74,18 @@ async def test_strict_fail_fast_and_unavailable(make_config):
                     await app.execute("ping", session_id="s")
                 except errors.SessionWorkerUnavailable as e:
                     assert e.details["session_id"] == "s"
+                    assert "app.sessions.rebind('s')" in str(e)   # says how to recover
+                    assert "app.sessions.delete('s')" in str(e)
                     break
                 except errors.WorkerCrashed:
                     pass
                 await trio.sleep(0.05)
+        with pytest.raises(errors.SessionWorkerUnavailable):   # until it is re-bound
+            await app.execute("ping", session_id="s")
+        await app.sessions.register_variable("s", "kept", "integer", 7)
+        await app.sessions.rebind("s")
+        new_pid = await _worker_of(app, "s")
+        assert new_pid != pid and await _worker_of(app, "s") == new_pid   # sticks again
+        assert await app.sessions.get_variable("s", "kept") == 7          # data kept
+        with pytest.raises(errors.SessionNotFound):
+            await app.sessions.rebind("no-such-session")

@@ -61,3 +61,41 @@ def test_setup_node_cli(tmp_path):
                            str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert list(tmp_path.glob("node/*/node_modules/@grpc/grpc-js"))
+
+
+async def test_a_node_pool_declared_in_toml_runs(tmp_path):
+    from runtimes_support import make_adapter
+
+    deps = make_adapter("node").deps_dir   # skips without node; shares the test npm install
+    (tmp_path / "tools.js").write_text(
+        "module.exports = { tools: { add: async ({a, b}) => a + b } };\n")
+    path = tmp_path / "snakepit.toml"
+    path.write_text(f"""
+state_dir = "{tmp_path / 'state'}"
+[[pools]]
+name = "js"
+size = 1
+[pools.adapter]
+kind = "node"
+script = "tools.js"
+deps_dir = "{deps}"
+""")
+    async with snakepit.start(snakepit.Config.from_file(path)) as app:
+        assert await app.execute("add", {"a": 2, "b": 3}, pool="js") == 5
+
+
+def test_first_node_use_says_what_it_is_doing(tmp_path, caplog):
+    from snakepit.adapters import install_node_deps
+
+    npm = tmp_path / "npm"   # stands in for npm: records its arguments, succeeds
+    npm.write_text("#!/bin/sh\necho \"$@\" > npm-args\nmkdir -p node_modules\n")
+    npm.chmod(0o755)
+    caplog.set_level("INFO", logger="snakepit")
+    modules = install_node_deps(tmp_path / "state", npm=str(npm))
+    said = [r.getMessage() for r in caplog.records]
+    assert any("installing its npm dependencies into" in m for m in said), said
+    assert any("installed in" in m for m in said)
+    assert (modules.parent / "npm-args").read_text().startswith("ci ")
+    caplog.clear()
+    install_node_deps(tmp_path / "state", npm=str(npm))   # done once: nothing more to say
+    assert caplog.records == []
