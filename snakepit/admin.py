@@ -1,7 +1,9 @@
 """The admin endpoint: a unix socket (owner-only) where ``snakepit inspect`` reads a snapshot.
 
 Its path is ``<state_dir>/admin/<instance>.sock`` (the directory is mode 0700). A client sends
-one line of JSON (``{"command": "snapshot"}``) and reads one JSON document back.
+one line of JSON (``{"command": "snapshot"}``) and reads one JSON document back. At most
+``MAX_CONNECTIONS`` are served at once, each for at most ``REQUEST_TIMEOUT`` seconds of
+silence; a connection over the cap is closed at once, so idle clients cannot pile up fds.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 import trio
 
 MAX_REQUEST = 4096
+MAX_CONNECTIONS = 16    # `snakepit inspect`/`top` hold one each, for milliseconds
+REQUEST_TIMEOUT = 5.0
 
 
 def socket_path(state_dir: Path, instance: str) -> Path:
@@ -70,11 +74,23 @@ async def serve_admin(host: Any, *, task_status: trio.TaskStatus[Path] = trio.TA
     os.chmod(path, 0o600)
     sock.listen(16)
     started_at = time.time()
+    active = 0
 
     async def handle(stream: trio.SocketStream) -> None:
+        nonlocal active
+        if active >= MAX_CONNECTIONS:
+            await stream.aclose()
+            return
+        active += 1
+        try:
+            await answer(stream)
+        finally:
+            active -= 1
+
+    async def answer(stream: trio.SocketStream) -> None:
         async with stream:
             data = b""
-            with trio.move_on_after(5):
+            with trio.move_on_after(REQUEST_TIMEOUT):
                 while b"\n" not in data and len(data) < MAX_REQUEST:
                     chunk = await stream.receive_some(1024)
                     if not chunk:
@@ -87,7 +103,10 @@ async def serve_admin(host: Any, *, task_status: trio.TaskStatus[Path] = trio.TA
                 reply: Any = snapshot(host, started_at)
             except Exception as exc:
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
-            await stream.send_all(json.dumps(reply, default=str).encode() + b"\n")
+            try:
+                await stream.send_all(json.dumps(reply, default=str).encode() + b"\n")
+            except trio.BrokenResourceError:
+                pass        # the client left without waiting: not the admin server's failure
 
     try:
         task_status.started(path)
