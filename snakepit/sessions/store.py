@@ -70,10 +70,13 @@ def check_session_id(session_id: Any) -> str:
 
 
 def _json_size(value: Any, what: str, limit: int) -> int:
+    """The encoded size of ``value`` (``what``: "session metadata", "program data"), or
+    InvalidArgumentsError naming the path of a part that cannot be stored exactly."""
     try:
-        data, blobs = serialization.encode(value)
+        data, blobs = serialization.encode(value, root=what.split()[-1])
     except serialization.Unserializable as exc:
-        raise InvalidArgumentsError(f"{what} must be JSON-serializable: {exc}") from None
+        raise InvalidArgumentsError(f"{what} must be JSON-serializable: {exc}",
+                                    details={"path": exc.path, "reason": exc.reason}) from None
     size = len(data) + sum(len(b.data) for b in blobs.values())
     if size > limit:
         raise InvalidArgumentsError(f"{what} is {size} bytes; the limit is {limit}",

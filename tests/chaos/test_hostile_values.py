@@ -143,3 +143,14 @@ async def test_hostile_values_through_a_real_worker(make_config):
         assert _same(value, await app.execute("echo", value))
         assert await app.execute("ping", timeout=math.inf)
         assert app.stats("default")["available"] == 1
+
+
+@pytest.mark.parametrize("make", [
+    lambda v: snakepit.PoolConfig(queue_timeout=v), lambda v: snakepit.PoolConfig(
+        request_timeout=v), lambda v: snakepit.SessionConfig(ttl=v),
+    lambda v: snakepit.HeartbeatConfig(interval=v)])
+def test_nan_durations_in_config_are_refused_by_name(make):
+    with pytest.raises(snakepit.ConfigError) as info:
+        make(NAN)
+    assert "nan" in str(info.value) and info.value.details["field"].split(".")[0] in (
+        "PoolConfig", "SessionConfig", "HeartbeatConfig")

@@ -185,3 +185,21 @@ async def test_sqlite_file_is_private_whatever_the_umask(clock, tmp_path, umask)
     finally:
         os.umask(old)
     assert modes and set(modes.values()) == {0o600}, modes
+
+
+async def test_values_that_cannot_be_stored_exactly_are_refused_with_their_path(clock):
+    from snakepit import errors
+    store = SessionStore(SessionConfig())
+    with pytest.raises(errors.InvalidArgumentsError) as info:
+        await store.create("s", metadata={"w": [1.0, float("nan")]})
+    assert info.value.details["path"] == 'metadata["w"][1]'
+    await store.create("s")
+    with pytest.raises(errors.InvalidArgumentsError) as info:
+        await store.store_program("s", "p", {1: "one"})
+    assert info.value.details["path"] == "data"
+    with pytest.raises(errors.InvalidVariable) as info:
+        await store.register_variable("s", "t", "float", float("inf"))
+    assert info.value.details["rule"] == "encodable"
+    with pytest.raises(errors.InvalidVariable):
+        await store.register_variable("s", "l", "list", [float("nan")])
+    assert store.stats()["variables"] == 0 and store.stats()["programs"] == 0
