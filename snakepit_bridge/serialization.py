@@ -16,8 +16,10 @@ that has no exact form (protos/README.md §3 lists the rules):
 
 Non-finite floats, non-string dict keys, integers outside 64 bits, strings with lone
 surrogates, a dict whose only key is ``"__blob__"``, structured numpy dtypes and object arrays
-are refused. Finding the path walks the value in Python, so it is done only when the fast
-orjson pass failed or its output could hide a problem (orjson writes NaN and ±inf as ``null``).
+are refused. Finding the path walks the value in Python, so it is done only when the orjson
+pass failed or its output hides a problem (orjson writes NaN and ±inf as ``null``: a value
+whose JSON has a null is checked again by the standard library's C encoder, which refuses
+them).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import json
 import math
 import uuid
 from typing import Any, Mapping
@@ -202,12 +205,31 @@ def encode(value: Any, *, root: str = "value") -> tuple[bytes, dict[str, pb.Blob
         # every key is a str, some of a subclass (a str Enum): orjson wants the option for those
         blobs.clear()
         data = orjson.dumps(value, default=_blob_default(blobs), option=_OPTS)
-    # orjson writes NaN and +-inf as null, and a user's {"__blob__": ...} looks like a reference
-    if b"null" in data or data.count(_BLOB_REF) != len(blobs):
+    # orjson writes NaN and +-inf as null: where there is a null, the C encoder of the standard
+    # library (which can refuse them) checks at C speed, and only a value it refuses is walked
+    # in Python for the path. A user's {"__blob__": ...} shows as one reference too many.
+    suspect = data.count(_BLOB_REF) != len(blobs)
+    if not suspect and b"null" in data:
+        try:
+            _FINITE.encode(value)
+        except Exception:
+            suspect = True
+    if suspect:
         found = _locate(value, root)
         if found is not None:
             raise found
     return data, blobs
+
+
+def _finite_default(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray, memoryview, datetime.date, datetime.time, uuid.UUID)):
+        return None
+    if _np is not None and isinstance(obj, _np.ndarray):
+        return None
+    return _convert(obj)
+
+
+_FINITE = json.JSONEncoder(allow_nan=False, check_circular=False, default=_finite_default)
 
 
 def dumps(value: Any) -> bytes:

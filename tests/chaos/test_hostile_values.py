@@ -6,6 +6,8 @@ real worker: arguments refused by the host with InvalidArgumentsError, a result 
 cannot send as UnserializableResultError (a SnakepitError of the call).
 """
 
+import dataclasses
+import enum
 import math
 
 import numpy as np
@@ -17,6 +19,15 @@ from snakepit_bridge import serialization
 pytestmark = pytest.mark.chaos
 
 NAN, INF = float("nan"), float("inf")
+
+
+@dataclasses.dataclass
+class Point:
+    x: float
+
+
+class Level(enum.Enum):
+    UNKNOWN = float("nan")
 
 
 def _circular():
@@ -38,6 +49,9 @@ TABLE = [
     ({"t": INF}, 'args["t"]'),
     ({"t": [-INF]}, 'args["t"][0]'),
     ({"s": np.float32("nan")}, 'args["s"]'),
+    ({"s": [np.float64("-inf")]}, 'args["s"][0]'),
+    ({"p": [None, Point(x=INF)]}, 'args["p"][1]["x"]'),
+    ({"e": Level.UNKNOWN}, 'args["e"]'),
     ({"d": {1: "one"}}, 'args["d"]'),
     ({"d": {None: 1}}, 'args["d"]'),
     ({"d": {(1, 2): 1}}, 'args["d"]'),
