@@ -81,12 +81,26 @@ def pieces(valid):
     )
 
 
-def _parses(body_and_header: bytes) -> bool:
+def _frame(piece: bytes):
     try:
-        pb.Frame.FromString(body_and_header[HEADER.size:])
+        return pb.Frame.FromString(piece[HEADER.size:])
     except Exception:
-        return False
-    return True
+        return None
+
+
+def _first_break(chunks):
+    """What the receiver must do, as far as it can be told: ``"malformed"`` when a frame that
+    does not parse arrives while the framing is intact, ``"broken"`` when raw bytes or a
+    lying length make the rest unpredictable, else None. Also the frames before that point."""
+    frames = []
+    for data, framed in chunks:
+        if not framed:
+            return "broken", frames
+        frame = _frame(data)
+        if frame is None:
+            return "malformed", frames
+        frames.append(frame)
+    return None, frames
 
 
 # -- host side ----------------------------------------------------------------------------
@@ -96,6 +110,10 @@ async def _host_reads(chunks):
     peer = trio.SocketStream(trio.socket.from_stdlib_socket(peer_sock))
     outcome = []
     done = trio.Event()
+    verdict, frames = _first_break(chunks)
+    # the ping is frame 1: a frame with that id that is routed to callers answers it
+    answered = any(f.id == 1 and f.WhichOneof("body") not in
+                   ("chunk", "telemetry_event", "call_host_tool", None) for f in frames)
 
     async def caller():
         try:
@@ -114,6 +132,11 @@ async def _host_reads(chunks):
                     await peer.send_all(data)
                 except trio.BrokenResourceError:
                     break
+            if verdict == "malformed" and not answered:
+                with trio.fail_after(5):     # the transport ends by itself, the peer open
+                    await done.wait()
+                assert isinstance(outcome[0], WorkerCrashed), outcome
+                assert "protocol error" in str(outcome[0])
             await peer.aclose()
             await done.wait()
             await transport.aclose()
@@ -188,9 +211,13 @@ def test_worker_never_hangs_on_whatever_the_host_sends(chunks):
             host.sendall(_framed(pb.Frame(id=PING_ID, ping=pb.PingRequest()).SerializeToString()))
         except (BrokenPipeError, ConnectionResetError):
             pass
-        if all(framed and _parses(data) for data, framed in chunks):
+        verdict, _ = _first_break(chunks)
+        if verdict is None:
             assert _read_until_ping_reply(host, time.monotonic() + 10) is True, \
                 "every frame parsed, yet the ping went unanswered"
+        elif verdict == "malformed":   # the worker ends the connection by itself
+            assert _read_until_ping_reply(host, time.monotonic() + 10) is False, \
+                "a frame that does not parse left the connection open"
         host.shutdown(socket.SHUT_WR)          # the host's end closes: the worker must go
         assert proc.wait(10) == 4, proc.stderr.read().decode()[-2000:]
     finally:
