@@ -1,6 +1,6 @@
 """Checks of what callers hand to ``execute`` / ``stream``, raising InvalidArgumentsError.
 
-    seconds = check_timeout(timeout)                 # NaN, <= 0, bools and strings refused
+    seconds = check_seconds(timeout, "timeout")      # NaN, <= 0, bools and strings refused
     args_json, blobs = encode_args("embed", args)    # refused values named by their path
 
 Each error names the field (or the path of the value inside ``args``), the value and what is
@@ -16,17 +16,18 @@ from snakepit.errors import InvalidArgumentsError
 from snakepit_bridge import serialization
 from snakepit_bridge.proto import bridge_pb2 as pb
 
-TIMEOUT_ALLOWED = "a positive number of seconds (math.inf: no limit)"
+SECONDS_ALLOWED = "a positive number of seconds (math.inf: no limit)"
 
 
-def check_timeout(value: Any, field: str = "timeout") -> float:
-    """``value`` as seconds: a positive int or float, ``math.inf`` for no limit. NaN (which
-    compares false with everything, so it would pass a ``<= 0`` check) is refused."""
+def check_seconds(value: Any, field: str) -> float:
+    """``value`` (a timeout, a TTL) as seconds: a positive int or float, ``math.inf`` for no
+    limit. NaN (which compares false with everything, so it passes a ``<= 0`` check) is
+    refused."""
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
             or value <= 0):
-        raise InvalidArgumentsError(f"{field} must be {TIMEOUT_ALLOWED}, got {value!r}",
+        raise InvalidArgumentsError(f"{field} must be {SECONDS_ALLOWED}, got {value!r}",
                                     details={"field": field, "value": repr(value),
-                                             "allowed": TIMEOUT_ALLOWED})
+                                             "allowed": SECONDS_ALLOWED})
     return float(value)
 
 

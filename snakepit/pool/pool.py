@@ -26,7 +26,7 @@ from snakepit.errors import (InvalidArgumentsError, PoolNotReady, PoolSaturated,
 from snakepit.pool.dispatcher import Dispatcher
 from snakepit.pool.runtime import PoolRuntime
 from snakepit.pool.worker import Worker
-from snakepit.validate import check_timeout, encode_args
+from snakepit.validate import check_seconds, encode_args
 from snakepit_bridge import serialization
 from snakepit_bridge.proto import bridge_pb2 as pb
 
@@ -98,7 +98,7 @@ class Pool:
     def _timeout(self, tool: str, args: Any, timeout: float | None, default: float) -> float:
         if timeout is None:
             timeout = self.runtime.adapter.timeout(tool, args or {}) or default
-        return check_timeout(timeout)
+        return check_seconds(timeout, "timeout")
 
     async def execute(self, tool: str, args: Any = None, *, session_id: str | None = None,
                       timeout: float | None = None, correlation_id: str | None = None) -> Any:

@@ -14,6 +14,7 @@ owner-only (0600) whatever the umask (snakepit.state_files): session variables a
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
@@ -76,10 +77,12 @@ class SqliteSessions:
         sessions: dict[str, Any] = {}
         for sid, expires_wall, raw in rows:
             r = _unpack(raw)
+            ttl = math.inf if r["ttl"] is None else r["ttl"]    # JSON has no infinity
             remaining = expires_wall - wall
+            idle = ttl - remaining if math.isfinite(remaining) else 0.0
             sessions[sid] = Session(
-                id=sid, ttl=r["ttl"], created_at=r["created_at"],
-                last_access=now - (r["ttl"] - remaining), metadata=r["metadata"],
+                id=sid, ttl=ttl, created_at=r["created_at"],
+                last_access=now - idle, metadata=r["metadata"],
                 programs=dict(r.get("programs") or {}),   # records written before program rows
                 variables=r["variables"],
                 specs={n: VariableSpec(name=n, type=s["type"], constraints=s["constraints"])

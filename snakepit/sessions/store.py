@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+import math
 import re
 import time
 from typing import Any, Awaitable, Callable
@@ -30,6 +31,7 @@ from snakepit.errors import (InvalidArgumentsError, InvalidVariable, QuotaExceed
                              SessionNotFound, SessionUpdateFailed)
 from snakepit.sessions.expiry import ExpiryIndex
 from snakepit.sessions.variables import VariableSpec
+from snakepit.validate import check_seconds
 from snakepit_bridge import serialization
 
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
@@ -160,9 +162,8 @@ class SessionStore:
         existing = self._sessions.get(session_id)
         if existing is not None and existing.expires_at > trio.current_time():
             return existing.info()
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
-                                or ttl <= 0):
-            raise InvalidArgumentsError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        if ttl is not None:
+            ttl = check_seconds(ttl, "ttl")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidArgumentsError(f"metadata must be a dict, got {type(metadata).__name__}")
         _json_size(metadata or {}, "session metadata", MAX_METADATA_BYTES)
@@ -362,7 +363,8 @@ class SessionStore:
 def _record(session: Session) -> dict[str, Any]:
     """What the backend stores for a session besides its programs (those are one row each).
     Built on the trio thread: the backend's thread must not read dicts the store mutates."""
-    return {"ttl": session.ttl, "created_at": session.created_at,
+    return {"ttl": session.ttl if math.isfinite(session.ttl) else None,   # None: never expires
+            "created_at": session.created_at,
             "metadata": session.metadata, "variables": dict(session.variables),
             "specs": {n: {"type": s.type, "constraints": s.constraints}
                       for n, s in session.specs.items()}}

@@ -203,3 +203,32 @@ async def test_values_that_cannot_be_stored_exactly_are_refused_with_their_path(
     with pytest.raises(errors.InvalidVariable):
         await store.register_variable("s", "l", "list", [float("nan")])
     assert store.stats()["variables"] == 0 and store.stats()["programs"] == 0
+
+
+@pytest.mark.parametrize("ttl", [float("nan"), 0, -1.0, "60", True])
+async def test_bad_ttl_is_refused_by_name(clock, ttl):
+    from snakepit import errors
+    store = SessionStore(SessionConfig())
+    with pytest.raises(errors.InvalidArgumentsError) as info:
+        await store.create("s", ttl=ttl)
+    assert info.value.details["field"] == "ttl" and await store.list() == []
+
+
+async def test_infinite_ttl_never_expires(clock):
+    store = SessionStore(SessionConfig())
+    await store.create("s", ttl=float("inf"))
+    await trio.sleep(10**9)
+    assert await store.cleanup_expired() == 0 and await store.exists("s")
+
+
+async def test_infinite_ttl_survives_sqlite(clock, tmp_path):
+    path = tmp_path / "s.sqlite3"
+    store = SessionStore(SessionConfig(store="sqlite"), SqliteSessions(path))
+    await store.create("forever", ttl=float("inf"))
+    store._backend.close()
+    again = SessionStore(SessionConfig(store="sqlite"), SqliteSessions(path))
+    info = await again.get("forever")
+    assert info["ttl"] == float("inf") and info["expires_in"] == float("inf")
+    await trio.sleep(10**9)
+    assert await again.cleanup_expired() == 0
+    again._backend.close()
