@@ -12,7 +12,7 @@ A value either arrives as it was sent or is refused by ``encode``, with the path
 that has no exact form (protos/README.md §3 lists the rules):
 
     encode({"x": [1, {"y": float("nan")}]}, root="args")
-    # Unserializable: args["x"][1]["y"]: NaN has no JSON form ...
+    # Unserializable: args["x"][1]["y"]: nan has no JSON form; send it inside a numpy ...
 
 Non-finite floats, non-string dict keys, integers outside 64 bits, strings with lone
 surrogates, a dict whose only key is ``"__blob__"``, structured numpy dtypes and object arrays
