@@ -4,7 +4,9 @@ Every run serves its own socket, ``<state_dir>/admin/<run_id>.sock`` (the direct
 0700), so any number of applications — of one instance name or several — run side by side;
 :func:`running_apps` finds the ones that answer. A client sends one line of JSON
 (``{"command": "snapshot"}``, or ``"checks"``: the diagnose checks of the app's own config)
-and reads one JSON document back.
+and reads one JSON document back. At most ``MAX_CONNECTIONS`` are served at once, each for at
+most ``REQUEST_TIMEOUT`` seconds of silence; a connection over the cap is closed at once, so
+idle clients cannot pile up fds.
 
     for app in running_apps(state_dir):
         print(app["instance"], app["pid"], app["run_id"])
@@ -21,6 +23,8 @@ from typing import Any
 import trio
 
 MAX_REQUEST = 4096
+MAX_CONNECTIONS = 16    # `snakepit inspect`/`top` hold one each, for milliseconds
+REQUEST_TIMEOUT = 5.0
 
 
 def socket_path(state_dir: Path, run_id: str) -> Path:
@@ -86,11 +90,23 @@ async def serve_admin(host: Any, *, task_status: trio.TaskStatus[Path] = trio.TA
     os.chmod(path, 0o600)
     sock.listen(16)
     started_at = time.time()
+    active = 0
 
     async def handle(stream: trio.SocketStream) -> None:
+        nonlocal active
+        if active >= MAX_CONNECTIONS:
+            await stream.aclose()
+            return
+        active += 1
+        try:
+            await answer(stream)
+        finally:
+            active -= 1
+
+    async def answer(stream: trio.SocketStream) -> None:
         async with stream:
             data = b""
-            with trio.move_on_after(5):
+            with trio.move_on_after(REQUEST_TIMEOUT):
                 while b"\n" not in data and len(data) < MAX_REQUEST:
                     chunk = await stream.receive_some(1024)
                     if not chunk:
@@ -109,7 +125,10 @@ async def serve_admin(host: Any, *, task_status: trio.TaskStatus[Path] = trio.TA
                     raise ValueError(f"unknown command {command!r}; known: snapshot, checks")
             except Exception as exc:
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
-            await stream.send_all(json.dumps(reply, default=str).encode() + b"\n")
+            try:
+                await stream.send_all(json.dumps(reply, default=str).encode() + b"\n")
+            except trio.BrokenResourceError:
+                pass        # the client left without waiting: not the admin server's failure
 
     try:
         task_status.started(path)

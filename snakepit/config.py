@@ -42,7 +42,8 @@ def _number(owner: str, *, minimum: float = 0.0, strict: bool = False, integer: 
         ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok_type:
             raise _fail(owner, attribute.name, value, allowed)
-        if (value <= minimum) if strict else (value < minimum):
+        # NaN compares false with every bound, so it must be refused by name
+        if value != value or ((value <= minimum) if strict else (value < minimum)):
             raise _fail(owner, attribute.name, value, allowed)
     return check
 

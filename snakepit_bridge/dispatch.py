@@ -167,12 +167,12 @@ class ToolDispatcher:
     @staticmethod
     def _encode(tool: str, value: Any) -> tuple[bytes, dict[str, pb.Blob]]:
         try:
-            return serialization.encode(value)
+            return serialization.encode(value, root="result")
         except serialization.Unserializable as exc:
             raise _Failure(error_info(
                 "unserializable_result", "Unserializable",
                 f"{tool!r} returned a value that cannot be sent: {exc}",
-                {"tool": tool, "type": exc.type_name})) from None
+                {"tool": tool, "type": exc.type_name, "path": exc.path})) from None
 
     # -- unary ------------------------------------------------------------------------------
     async def execute(self, req: pb.ExecuteRequest) -> pb.ExecuteResponse:

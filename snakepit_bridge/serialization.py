@@ -7,6 +7,19 @@ Values are orjson-encoded. ``bytes`` and numpy arrays are not put in the JSON: e
 ``Blob`` (raw bytes + dtype + shape) in a side map, and the JSON holds ``{"__blob__": name}`` in
 its place. Nothing is ever pickled. numpy is optional: without it, array blobs decode to a dict
 ``{"dtype", "shape", "data"}``.
+
+A value either arrives as it was sent or is refused by ``encode``, with the path of the part
+that has no exact form (protos/README.md §3 lists the rules):
+
+    encode({"x": [1, {"y": float("nan")}]}, root="args")
+    # Unserializable: args["x"][1]["y"]: nan has no JSON form; send it inside a numpy ...
+
+Non-finite floats, non-string dict keys, integers outside 64 bits, strings with lone
+surrogates, a dict whose only key is ``"__blob__"``, structured numpy dtypes and object arrays
+are refused. Finding the path walks the value in Python, so it is done only when the orjson
+pass failed or its output hides a problem (orjson writes NaN and ±inf as ``null``: a value
+whose JSON has a null is checked again by the standard library's C encoder, which refuses
+them).
 """
 
 from __future__ import annotations
@@ -14,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import json
+import math
 import uuid
 from typing import Any, Mapping
 
@@ -23,7 +38,10 @@ from snakepit_bridge.proto import bridge_pb2 as pb
 
 BLOB_KEY = "__blob__"
 JSONDecodeError = orjson.JSONDecodeError   # what decode raises for bytes that are not JSON
-_OPTS = orjson.OPT_NON_STR_KEYS
+_BLOB_REF = b'"__blob__"'
+_OPTS = orjson.OPT_NON_STR_KEYS   # dumps() only: details and metadata are for people to read
+MAX_DEPTH = 254                    # orjson's nesting limit
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
 
 _np: Any
 try:  # numpy stays optional
@@ -33,12 +51,53 @@ except ImportError:  # pragma: no cover - exercised where numpy is absent
 
 
 class Unserializable(TypeError):
-    """A value that has no JSON or blob form; ``type_name`` names its type."""
+    """A value that has no exact JSON or blob form. ``type_name`` names its type, ``path``
+    where it is in the encoded value (``args["x"][3]``, empty when not known), ``reason`` why
+    it is refused."""
 
-    def __init__(self, type_name: str) -> None:
-        super().__init__(f"values of type {type_name} cannot be sent (JSON values, bytes, "
-                         f"numpy arrays, dataclasses, attrs and pydantic models can)")
-        self.type_name = type_name
+    def __init__(self, type_name: str, reason: str = "", path: str = "") -> None:
+        self.type_name, self.path = type_name, path
+        self.reason = reason or (f"values of type {type_name} cannot be sent (JSON values, "
+                                 f"bytes, numpy arrays, dataclasses, attrs and pydantic models "
+                                 f"can)")
+        shown = path if len(path) <= 160 else f"{path[:100]}...{path[-50:]}"
+        super().__init__(f"{shown}: {self.reason}" if path else self.reason)
+
+    def at(self, path: str) -> "Unserializable":
+        return Unserializable(self.type_name, self.reason, path)
+
+
+def _array_problem(arr: Any) -> str | None:
+    if arr.dtype.hasobject:
+        return "a numpy object array has no wire form (nothing is pickled)"
+    if arr.dtype.names is not None or arr.dtype.kind == "V":
+        return (f"numpy dtype {arr.dtype} is structured or void: its field names have no wire "
+                f"form; send each field as an array of its own")
+    return None
+
+
+def _convert(obj: Any) -> Any:
+    """The JSON form of a value orjson does not know, other than a blob."""
+    if _np is not None and isinstance(obj, _np.generic):
+        if isinstance(obj, _np.void):
+            raise Unserializable(type(obj).__qualname__, _array_problem(_np.asarray(obj)) or "")
+        return obj.item()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, (datetime.timedelta,)):
+        return obj.total_seconds()
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if hasattr(obj, "__attrs_attrs__"):
+        import attrs
+        return attrs.asdict(obj, recurse=False)
+    if hasattr(obj, "model_dump") and callable(obj.model_dump):  # pydantic v2
+        return obj.model_dump()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    raise Unserializable(type(obj).__qualname__)
 
 
 def _blob_default(blobs: dict[str, pb.Blob]) -> Any:
@@ -47,47 +106,131 @@ def _blob_default(blobs: dict[str, pb.Blob]) -> Any:
             name = f"b{len(blobs)}"
             blobs[name] = pb.Blob(data=bytes(obj))
             return {BLOB_KEY: name}
-        if _np is not None:
-            if isinstance(obj, _np.ndarray):
-                name = f"b{len(blobs)}"
-                arr = _np.ascontiguousarray(obj)
-                if arr.dtype.hasobject:
-                    raise Unserializable("numpy object array")
-                blobs[name] = pb.Blob(data=arr.tobytes(), dtype=arr.dtype.str,
-                                      shape=list(arr.shape))
-                return {BLOB_KEY: name}
-            if isinstance(obj, _np.generic):
-                return obj.item()
-        if isinstance(obj, (set, frozenset, tuple)):
-            return list(obj)
-        if isinstance(obj, enum.Enum):
-            return obj.value
-        if isinstance(obj, (datetime.timedelta,)):
-            return obj.total_seconds()
-        if isinstance(obj, uuid.UUID):
-            return str(obj)
-        if hasattr(obj, "__attrs_attrs__"):
-            import attrs
-            return attrs.asdict(obj, recurse=False)
-        if hasattr(obj, "model_dump") and callable(obj.model_dump):  # pydantic v2
-            return obj.model_dump()
-        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-        raise Unserializable(type(obj).__qualname__)
+        if _np is not None and isinstance(obj, _np.ndarray):
+            problem = _array_problem(obj)
+            if problem:
+                raise Unserializable("ndarray", problem)
+            # not ascontiguousarray: it turns a 0-d array into shape (1,)
+            arr = obj if obj.flags.c_contiguous else _np.ascontiguousarray(obj)
+            name = f"b{len(blobs)}"
+            blobs[name] = pb.Blob(data=arr.tobytes(), dtype=arr.dtype.str, shape=list(arr.shape))
+            return {BLOB_KEY: name}
+        return _convert(obj)
     return default
 
 
-def encode(value: Any) -> tuple[bytes, dict[str, pb.Blob]]:
-    """``value`` as (JSON bytes, blobs). Raises :class:`Unserializable` naming a bad type."""
+def _key(key: str) -> str:
+    return "[" + orjson.dumps(key).decode() + "]"
+
+
+def _locate(value: Any, path: str, depth: int = 0) -> Unserializable | None:
+    """The first part of ``value`` that ``encode`` refuses, with its path; None if all is
+    well. Mirrors what orjson and ``_blob_default`` do with each type."""
+    if depth > MAX_DEPTH:
+        return Unserializable(type(value).__qualname__,
+                              f"nested deeper than {MAX_DEPTH} levels (or circular)", path)
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return Unserializable("str", "a string with a lone surrogate has no UTF-8 form",
+                                  path)
+        return None
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            return Unserializable("int", f"{value} is outside the 64-bit range JSON readers "
+                                         f"share; send it as a string", path)
+        return None
+    if type(value) is float or (_np is not None and isinstance(value, _np.floating)):
+        if not math.isfinite(value):
+            return Unserializable(type(value).__qualname__, f"{value} has no JSON form; send "
+                                  f"it inside a numpy array (a blob) or as a string", path)
+        return None
+    if isinstance(value, dict):
+        if len(value) == 1 and BLOB_KEY in value:
+            return Unserializable("dict", f"an object whose only key is {BLOB_KEY!r} is "
+                                          f"reserved for blob references", path)
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return Unserializable(type(k).__qualname__, f"dict key {k!r} is not a "
+                                      f"string (JSON object keys are)", path or "(root)")
+            found = _locate(k, f"{path} key") or _locate(v, path + _key(k), depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _locate(v, f"{path}[{i}]", depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return None
+    if _np is not None and isinstance(value, _np.ndarray):
+        problem = _array_problem(value)
+        return Unserializable("ndarray", problem, path) if problem else None
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time, uuid.UUID)):
+        return None
+    try:
+        converted = _convert(value)
+    except Unserializable as exc:
+        return exc.at(path)
+    return _locate(converted, path, depth + 1)
+
+
+def check(value: Any, *, root: str = "value") -> None:
+    """Raise the :class:`Unserializable` that ``encode`` would, without encoding (a Python
+    walk of ``value``: for values kept to be sent later, not for every message)."""
+    found = _locate(value, root)
+    if found is not None:
+        raise found
+
+
+def encode(value: Any, *, root: str = "value") -> tuple[bytes, dict[str, pb.Blob]]:
+    """``value`` as (JSON bytes, blobs). Raises :class:`Unserializable` naming the path of a
+    part with no exact form, starting at ``root`` (``args["x"][3]``)."""
     blobs: dict[str, pb.Blob] = {}
     try:
-        data = orjson.dumps(value, default=_blob_default(blobs), option=_OPTS)
+        data = orjson.dumps(value, default=_blob_default(blobs))
     except orjson.JSONEncodeError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, Unserializable):
-            raise cause from None
-        raise Unserializable(f"{type(value).__qualname__} ({exc})") from None
+        found = _locate(value, root)
+        if found is not None:
+            raise found from None
+        if "Dict key must be str" not in str(exc):
+            cause = exc.__cause__
+            if isinstance(cause, Unserializable):
+                raise cause.at(root) from None
+            raise Unserializable(type(value).__qualname__, str(exc), root) from None
+        # every key is a str, some of a subclass (a str Enum): orjson wants the option for those
+        blobs.clear()
+        data = orjson.dumps(value, default=_blob_default(blobs), option=_OPTS)
+    # orjson writes NaN and +-inf as null: where there is a null, the C encoder of the standard
+    # library (which can refuse them) checks at C speed, and only a value it refuses is walked
+    # in Python for the path. A user's {"__blob__": ...} shows as one reference too many.
+    suspect = data.count(_BLOB_REF) != len(blobs)
+    if not suspect and b"null" in data:
+        try:
+            _FINITE.encode(value)
+        except Exception:
+            suspect = True
+    if suspect:
+        found = _locate(value, root)
+        if found is not None:
+            raise found
     return data, blobs
+
+
+def _finite_default(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray, memoryview, datetime.date, datetime.time, uuid.UUID)):
+        return None
+    if _np is not None and isinstance(obj, _np.ndarray):
+        return None
+    return _convert(obj)
+
+
+_FINITE = json.JSONEncoder(allow_nan=False, check_circular=False, default=_finite_default)
 
 
 def dumps(value: Any) -> bytes:
@@ -137,7 +280,7 @@ def _restore(value: Any, blobs: Mapping[str, pb.Blob]) -> Any:
     if isinstance(value, dict):
         if len(value) == 1 and BLOB_KEY in value:
             name = value[BLOB_KEY]
-            if name not in blobs:
+            if not isinstance(name, str) or name not in blobs:
                 raise ValueError(f"JSON refers to blob {name!r}, which the message lacks")
             return blob_value(blobs[name])
         return {k: _restore(v, blobs) for k, v in value.items()}

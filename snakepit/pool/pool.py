@@ -26,6 +26,7 @@ from snakepit.errors import (InvalidArgumentsError, PoolNotReady, PoolSaturated,
 from snakepit.pool.dispatcher import Dispatcher
 from snakepit.pool.runtime import PoolRuntime
 from snakepit.pool.worker import Worker
+from snakepit.validate import check_seconds, encode_args
 from snakepit_bridge import serialization
 from snakepit_bridge.proto import bridge_pb2 as pb
 
@@ -84,11 +85,7 @@ class Pool:
         adapter = self.runtime.adapter
         adapter.validate(tool, args)
         args = adapter.prepare_args(tool, args)
-        try:
-            args_json, blobs = serialization.encode(args)
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgumentsError(f"arguments of {tool!r} cannot be encoded: {exc}",
-                                        details={"tool": tool}) from exc
+        args_json, blobs = encode_args(tool, args)
         return pb.ExecuteRequest(
             request_id=f"{self.runtime.run_token}-{next(self._ids)}", tool=tool,
             args_json=args_json, blobs=blobs, session_id=session_id or "",
@@ -98,11 +95,7 @@ class Pool:
     def _timeout(self, tool: str, args: Any, timeout: float | None, default: float) -> float:
         if timeout is None:
             timeout = self.runtime.adapter.timeout(tool, args or {}) or default
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
-                or not timeout > 0:   # NaN is not > 0 either
-            raise InvalidArgumentsError(f"timeout must be a positive number of seconds, "
-                                        f"got {timeout!r}", details={"timeout": repr(timeout)})
-        return float(timeout)
+        return check_seconds(timeout, "timeout")
 
     @asynccontextmanager
     async def _call(self, kind: str, tool: str, args: Any, session_id: str | None,

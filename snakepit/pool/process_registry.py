@@ -30,6 +30,7 @@ import attrs
 import psutil
 
 from snakepit.pool.signals import escalation, signal_group
+from snakepit.state_files import private_file
 
 from snakepit_bridge import shm
 
@@ -71,8 +72,8 @@ class ProcessRegistry:
         self.instance = instance_name
         self.run_id = run_id
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
-                                   timeout=10.0)
+        self._db = sqlite3.connect(str(private_file(path)), check_same_thread=False,
+                                   isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)

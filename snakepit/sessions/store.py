@@ -5,8 +5,10 @@
     await app.sessions.update_variable("s1", "temperature", 0.9)
     await app.sessions.store_program("s1", "prog-1", {"kind": "chain"})
 
-All operations run on the trio thread. Time comes from ``trio.current_time()`` (TTL tests run
-on MockClock). With ``SessionConfig(store="sqlite")`` every change is written through to an
+All operations run on the trio thread and cost O(1) or O(log n) in the number of sessions:
+quotas and ``stats()`` read counters kept up to date by every change, and expiry is an
+:class:`~snakepit.sessions.expiry.ExpiryIndex` (a heap) instead of a scan. Time comes from
+``trio.current_time()`` (TTL tests run on MockClock). With ``SessionConfig(store="sqlite")`` every change is written through to an
 sqlite file (synchronous=FULL) before the call returns, and the store reloads it at start.
 Deleting or expiring a session calls the ``on_end`` hooks (workers release its state, the
 pools drop its affinity, its host tools go); ``rebind`` calls the ``on_rebind`` hooks (the pools
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+import math
 import re
 import time
 from typing import Any, Awaitable, Callable
@@ -27,7 +30,9 @@ import trio
 from snakepit.config import SessionConfig
 from snakepit.errors import (InvalidArgumentsError, InvalidVariable, QuotaExceeded,
                              SessionNotFound, SessionUpdateFailed)
+from snakepit.sessions.expiry import ExpiryIndex
 from snakepit.sessions.variables import VariableSpec
+from snakepit.validate import check_seconds
 from snakepit_bridge import serialization
 
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
@@ -68,10 +73,13 @@ def check_session_id(session_id: Any) -> str:
 
 
 def _json_size(value: Any, what: str, limit: int) -> int:
+    """The encoded size of ``value`` (``what``: "session metadata", "program data"), or
+    InvalidArgumentsError naming the path of a part that cannot be stored exactly."""
     try:
-        data, blobs = serialization.encode(value)
+        data, blobs = serialization.encode(value, root=what.split()[-1])
     except serialization.Unserializable as exc:
-        raise InvalidArgumentsError(f"{what} must be JSON-serializable: {exc}") from None
+        raise InvalidArgumentsError(f"{what} must be JSON-serializable: {exc}",
+                                    details={"path": exc.path, "reason": exc.reason}) from None
     size = len(data) + sum(len(b.data) for b in blobs.values())
     if size > limit:
         raise InvalidArgumentsError(f"{what} is {size} bytes; the limit is {limit}",
@@ -84,6 +92,9 @@ class SessionStore:
         self.config = config
         self._sessions: dict[str, Session] = {}
         self._global_programs: dict[str, Any] = {}
+        self._expiry = ExpiryIndex()
+        self._programs = 0     # sum of len(s.programs) over self._sessions
+        self._variables = 0    # sum of len(s.variables) over self._sessions
         self._backend = backend
         self.on_end: list[OnEnd] = []
         self.on_rebind: list[Callable[[str], Awaitable[None]]] = []
@@ -91,7 +102,9 @@ class SessionStore:
         self.deleted = 0
         self.emit: Callable[[tuple[str, ...], dict[str, Any], dict[str, Any]], None] | None = None
         if backend is not None:
-            self._sessions, self._global_programs = backend.load(trio.current_time())
+            sessions, self._global_programs = backend.load(trio.current_time())
+            for session in sessions.values():
+                self._remember(session)
 
     # -- helpers ----------------------------------------------------------------------------
     def _event(self, name: str, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
@@ -111,17 +124,37 @@ class SessionStore:
                                   details={"session_id": session_id})
         return session
 
-    async def _save(self, session: Session | None = None, *, deleted: str | None = None,
-                    global_programs: bool = False) -> None:
-        if self._backend is None:
-            return
-        backend = self._backend
-        if deleted is not None:
-            await trio.to_thread.run_sync(backend.delete, deleted)
-        if session is not None:
-            await trio.to_thread.run_sync(backend.save, session, trio.current_time())
-        if global_programs:
-            await trio.to_thread.run_sync(backend.save_globals, dict(self._global_programs))
+    def _remember(self, session: Session) -> None:
+        old = self._sessions.get(session.id)
+        if old is not None:
+            self._forget(old)
+        self._sessions[session.id] = session
+        self._programs += len(session.programs)
+        self._variables += len(session.variables)
+        self._expiry.add(session)
+
+    def _forget(self, session: Session) -> None:
+        del self._sessions[session.id]
+        self._programs -= len(session.programs)
+        self._variables -= len(session.variables)
+        self._expiry.discard(session.id)
+        self._expiry.compact(self._sessions.values(), len(self._sessions))
+
+    def _live_count(self) -> int:
+        self._expiry.advance(trio.current_time(), self._sessions.get)
+        return len(self._sessions) - len(self._expiry.due)
+
+    async def _write(self, method: str, *args: Any) -> None:
+        """Write through to the backend (in a thread: sqlite syncs to disk) if there is one."""
+        if self._backend is not None:
+            await trio.to_thread.run_sync(getattr(self._backend, method), *args)
+
+    async def _save(self, session: Session, *, fresh: bool = False) -> None:
+        """Write the session's record; ``fresh``: a new session, drop any stored programs of
+        an expired one that had the same id."""
+        if self._backend is not None:
+            await self._write("save", session.id, _record(session),
+                              session.expires_at - trio.current_time(), fresh)
 
     # -- sessions ---------------------------------------------------------------------------
     async def create(self, session_id: str, *, ttl: float | None = None,
@@ -131,19 +164,17 @@ class SessionStore:
         existing = self._sessions.get(session_id)
         if existing is not None and existing.expires_at > trio.current_time():
             return existing.info()
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
-                                or ttl <= 0):
-            raise InvalidArgumentsError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        if ttl is not None:
+            ttl = check_seconds(ttl, "ttl")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidArgumentsError(f"metadata must be a dict, got {type(metadata).__name__}")
         _json_size(metadata or {}, "session metadata", MAX_METADATA_BYTES)
-        live = sum(1 for s in self._sessions.values() if s.expires_at > trio.current_time())
-        self._quota("max_sessions", self.config.max_sessions, live)
+        self._quota("max_sessions", self.config.max_sessions, self._live_count())
         session = Session(id=session_id, ttl=float(ttl or self.config.ttl),
                           created_at=time.time(), last_access=trio.current_time(),
                           metadata=copy.deepcopy(metadata or {}))
-        self._sessions[session_id] = session
-        await self._save(session)
+        self._remember(session)     # replaces an expired one of the same id
+        await self._save(session, fresh=True)
         self._event("created", {"ttl": session.ttl}, {"session_id": session_id})
         return session.info()
 
@@ -169,10 +200,12 @@ class SessionStore:
         return [s.id for s in self._sessions.values() if s.expires_at > now]
 
     async def delete(self, session_id: str) -> bool:
-        if self._sessions.pop(session_id, None) is None:
+        session = self._sessions.get(session_id)
+        if session is None:
             return False
+        self._forget(session)
         self.deleted += 1
-        await self._save(deleted=session_id)
+        await self._write("delete", session_id)
         await self._ended(session_id, "deleted")
         return True
 
@@ -215,25 +248,27 @@ class SessionStore:
         return session.info()
 
     async def cleanup_expired(self) -> int:
-        now = trio.current_time()
-        gone = [sid for sid, s in self._sessions.items() if s.expires_at <= now]
-        for sid in gone:
-            del self._sessions[sid]
+        """End every expired session; returns how many. Cost: O(k log n) for k expired."""
+        self._expiry.advance(trio.current_time(), self._sessions.get)
+        gone = 0
+        due: builtins.list[Session] = self._expiry.take_due()
+        for session in due:
+            if self._sessions.get(session.id) is not session:
+                continue           # deleted or replaced while an earlier hook ran
+            self._forget(session)
             self.expired += 1
-            await self._save(deleted=sid)
-            await self._ended(sid, "expired")
-        return len(gone)
+            gone += 1
+            await self._write("delete", session.id)
+            await self._ended(session.id, "expired")
+        return gone
 
     async def _ended(self, session_id: str, reason: str) -> None:
         for hook in list(self.on_end):
             await hook(session_id, reason)
 
     def stats(self) -> dict[str, Any]:
-        now = trio.current_time()
-        return {"sessions": sum(1 for s in self._sessions.values() if s.expires_at > now),
-                "programs": sum(len(s.programs) for s in self._sessions.values()),
-                "global_programs": len(self._global_programs),
-                "variables": sum(len(s.variables) for s in self._sessions.values()),
+        return {"sessions": self._live_count(), "programs": self._programs,
+                "global_programs": len(self._global_programs), "variables": self._variables,
                 "expired": self.expired, "deleted": self.deleted,
                 "store": self.config.store}
 
@@ -245,9 +280,10 @@ class SessionStore:
         if program_id not in session.programs:
             self._quota("max_programs_per_session", self.config.max_programs_per_session,
                         len(session.programs))
-        session.programs[program_id] = copy.deepcopy(data)
+            self._programs += 1
+        session.programs[program_id] = stored = copy.deepcopy(data)
         session.last_access = trio.current_time()
-        await self._save(session)
+        await self._write("save_program", session_id, program_id, stored, session.ttl)
 
     async def get_program(self, session_id: str, program_id: str) -> Any:
         session = self._live(session_id)
@@ -259,9 +295,12 @@ class SessionStore:
 
     async def delete_program(self, session_id: str, program_id: str) -> bool:
         session = self._live(session_id)
-        existed = session.programs.pop(program_id, None) is not None
-        await self._save(session)
-        return existed
+        if program_id not in session.programs:
+            return False
+        del session.programs[program_id]
+        self._programs -= 1
+        await self._write("delete_program", session_id, program_id)
+        return True
 
     async def store_global_program(self, program_id: str, data: Any) -> None:
         check_session_id(program_id)
@@ -269,8 +308,14 @@ class SessionStore:
         if program_id not in self._global_programs:
             self._quota("max_global_programs", self.config.max_global_programs,
                         len(self._global_programs))
-        self._global_programs[program_id] = copy.deepcopy(data)
-        await self._save(global_programs=True)
+        self._global_programs[program_id] = stored = copy.deepcopy(data)
+        await self._write("save_global", program_id, stored)
+
+    async def delete_global_program(self, program_id: str) -> bool:
+        if self._global_programs.pop(program_id, None) is None:
+            return False
+        await self._write("delete_global", program_id)
+        return True
 
     async def get_global_program(self, program_id: str) -> Any:
         if program_id not in self._global_programs:
@@ -287,6 +332,7 @@ class SessionStore:
         if name not in session.specs:
             self._quota("max_variables_per_session", self.config.max_variables_per_session,
                         len(session.specs))
+            self._variables += 1
         session.specs[name], session.variables[name] = spec, stored
         session.last_access = trio.current_time()
         await self._save(session)
@@ -319,15 +365,27 @@ class SessionStore:
 
     async def delete_variable(self, session_id: str, name: str) -> bool:
         session = self._live(session_id)
-        existed = session.specs.pop(name, None) is not None
+        if session.specs.pop(name, None) is None:
+            return False
         session.variables.pop(name, None)
+        self._variables -= 1
         await self._save(session)
-        return existed
+        return True
 
     def variable_type(self, session_id: str, name: str) -> str | None:
         session = self._sessions.get(session_id)
         spec = session.specs.get(name) if session else None
         return spec.type if spec else None
+
+
+def _record(session: Session) -> dict[str, Any]:
+    """What the backend stores for a session besides its programs (those are one row each).
+    Built on the trio thread: the backend's thread must not read dicts the store mutates."""
+    return {"ttl": session.ttl if math.isfinite(session.ttl) else None,   # None: never expires
+            "created_at": session.created_at,
+            "metadata": session.metadata, "variables": dict(session.variables),
+            "specs": {n: {"type": s.type, "constraints": s.constraints}
+                      for n, s in session.specs.items()}}
 
 
 async def session_sweeper(store: SessionStore, *,

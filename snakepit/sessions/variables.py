@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from snakepit.errors import InvalidVariable
+from snakepit_bridge import serialization
 
 TYPES = ("float", "integer", "string", "boolean", "choice", "list", "tensor", "embedding")
 CONSTRAINTS = {"min", "max", "choices", "max_length", "shape"}
@@ -124,4 +125,8 @@ class VariableSpec:
         if "shape" in c and t == "tensor" and _shape(value) != tuple(c["shape"]):
             raise _fail(n, "shape", f"must have shape {tuple(c['shape'])}, got "
                         f"{_shape(value)}", value)
+        try:    # what is stored must reach workers (and the sqlite file) exactly: no NaN
+            serialization.check(value, root=n)
+        except serialization.Unserializable as exc:
+            raise _fail(n, "encodable", f"has no exact wire form: {exc}", value) from None
         return value

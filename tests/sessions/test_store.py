@@ -74,7 +74,7 @@ async def test_quotas_and_freed_slot_reuse(clock, quota):
         elif quota == "max_programs_per_session":
             await store.delete_program("base", f"p{i}")
         elif quota == "max_global_programs":
-            store._global_programs.pop(f"g{i}")   # no public delete for globals yet
+            await store.delete_global_program(f"g{i}")
         else:
             await store.delete_variable("base", f"v{i}")
 
