@@ -263,11 +263,14 @@ class _Chunks:
                  recv: trio.MemoryReceiveChannel[Any]) -> None:
         self._t, self._fid, self._recv = transport, fid, recv
         self._taken = 0
+        self._ended = False
 
     def __aiter__(self) -> "_Chunks":
         return self
 
     async def __anext__(self) -> Any:
+        if self._ended:   # the final chunk ends the stream, as a completed gRPC stream does
+            raise StopAsyncIteration
         try:
             frame = await self._recv.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
@@ -278,6 +281,7 @@ class _Chunks:
         if frame.WhichOneof("body") == "error":
             raise TransportError(f"stream from {self._t.name}: {frame.error.message}")
         self._taken += 1
+        self._ended = frame.chunk.is_final
         if self._taken >= REFILL and not frame.chunk.is_final:
             self._t._send(self._fid, "credit", pb.Credit(chunks=self._taken))
             self._taken = 0

@@ -12,6 +12,7 @@ import pytest
 import trio
 
 import snakepit
+from snakepit import telemetry
 from snakepit.errors import RequestTimeout, WorkerCrashed
 from snakepit.transport.base import Transport
 from snakepit_bridge.proto import bridge_pb2 as pb
@@ -20,11 +21,11 @@ pytestmark = pytest.mark.parametrize("transport", ["grpc", "pipe"])
 
 
 @asynccontextmanager
-async def transport_of(make_config):
+async def transport_of(make_config, **kw):
     """The transport of a live worker of a one-worker pool (heartbeats off: the test is the
-    only caller)."""
-    config = make_config(size=1, heartbeat=snakepit.HeartbeatConfig(interval=3600.0, timeout=3600.0),
-                         shutdown_grace=1.0)
+    only caller besides the worker's telemetry stream)."""
+    config = make_config(size=1, shutdown_grace=1.0, heartbeat=snakepit.HeartbeatConfig(
+        interval=3600.0, timeout=3600.0), **kw)
     async with snakepit.start(config) as app:
         [worker] = app.pool().runtime.workers.values()
         t: Transport = worker.transport
@@ -91,15 +92,19 @@ async def test_streams(make_config, transport):
 
 
 async def test_telemetry_channel(make_config, transport):
-    async with transport_of(make_config) as t:
-        control = pb.TelemetryControl(enabled=True, sampling_rate=1.0)
-        async with t.telemetry(control) as channel:
-            channel.send(control)
-            await t.execute(request("add", b'{"a": 1, "b": 2}', rid="tel"))
+    """The worker's events reach the host over the telemetry channel, with the worker's id."""
+    got = []
+    telemetry.attach_many("conformance", [("snakepit", "python", "x", "y")],
+                          lambda event, m, md, c: got.append((event[-1], md["worker_id"])))
+    try:
+        async with transport_of(make_config, adapter="pool_adapters:EmittingAdapter") as t:
+            await t.execute(request("emit", b'{"name": "x.y"}', rid="t1"))
             with trio.fail_after(10):
-                async for event in channel.events:
-                    if list(event.event)[:1] != ["telemetry"]:
-                        break
+                while not got:
+                    await trio.sleep(0.01)
+            assert got[0] == ("y", "default-1")
+    finally:
+        telemetry.detach("conformance")
 
 
 async def test_closed_transport_fails_with_worker_crashed(make_config, transport):
