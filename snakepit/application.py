@@ -20,8 +20,9 @@ import functools
 import logging
 import os
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
 from snakepit import otp
@@ -31,11 +32,31 @@ from snakepit.pool.runtime import PoolRuntime
 from snakepit.pool.supervisor import pool_spec
 from snakepit.pool.worker import Worker
 
+if TYPE_CHECKING:
+    from snakepit.hostbridge.handler import HostServices
+    from snakepit.pool.process_registry import ProcessRegistry
+    from snakepit.sessions import SessionStore
+
 log = logging.getLogger("snakepit")
 
 
+@attrs.frozen
+class BridgeHandle:
+    """What the HostBridge child publishes: where workers call the host, and what answers."""
+
+    address: str
+    services: "HostServices"
+
+
+# The names under which the application's children publish themselves in ``host.registry``
+# for their lifetime (siblings look them up; nobody fills in fields of a shared object).
+PROCESS_REGISTRY = "process_registry"
+SESSIONS = "sessions"
+HOST_BRIDGE = "host_bridge"
+
+
 class HostContext:
-    """Per-run facts the pools need to launch and reach workers."""
+    """Per-run facts (config, secret, run id, the registry children publish themselves in)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -43,16 +64,27 @@ class HostContext:
         self.run_id = secrets.token_hex(8)
         self.state_dir = config.resolved_state_dir()
         self.registry = otp.Registry()
-        self.host_address = ""
-        self.host_services: Any = None   # what workers' calls into the host reach
         from snakepit_bridge.shm import run_prefix
         self.shm_prefix = run_prefix(self.run_id)   # names of this run's blob segments
-        self.process_registry: Any = None
         from snakepit import telemetry
         self.telemetry = telemetry.hub
-        self.sessions: Any = None        # the SessionStore (a child of the tree)
         from snakepit.tools import HostTools
         self.tools = HostTools()
+
+    @property
+    def sessions(self) -> "SessionStore | None":
+        store: SessionStore | None = self.registry.whereis(SESSIONS)
+        return store
+
+    @property
+    def process_registry(self) -> "ProcessRegistry | None":
+        registry: ProcessRegistry | None = self.registry.whereis(PROCESS_REGISTRY)
+        return registry
+
+    @property
+    def bridge(self) -> BridgeHandle | None:
+        handle: BridgeHandle | None = self.registry.whereis(HOST_BRIDGE)
+        return handle
 
     def emit(self, event: tuple[str, ...], measurements: dict[str, Any],
              metadata: dict[str, Any]) -> None:
@@ -62,7 +94,9 @@ class HostContext:
     def make_runtime(self, config: PoolConfig) -> PoolRuntime:
         """A pool's runtime; called as the pool starts, after the host's services."""
         from snakepit.pool.launch import LaunchContext, spawn_worker, start_zygote
-        launch = LaunchContext(secret=self.secret, host_address=self.host_address,
+        bridge = self.bridge
+        launch = LaunchContext(secret=self.secret,
+                               host_address=bridge.address if bridge else "",
                                shm_prefix=self.shm_prefix, log_level=self.config.log_level,
                                process_registry=self.process_registry)
         return PoolRuntime(config, spawn=functools.partial(spawn_worker, launch, config),
@@ -73,7 +107,8 @@ class HostContext:
         if worker.runtime.config.resolved_transport == "pipe":
             from snakepit.transport.pipe import PipeTransport
             sock, worker.process.pipe_socket = worker.process.pipe_socket, None
-            return PipeTransport(sock, worker.key, self.host_services,
+            bridge = self.bridge
+            return PipeTransport(sock, worker.key, bridge.services if bridge else None,
                                  shm_prefix=self.shm_prefix, worker_pid=worker.pid)
         from snakepit.transport.grpc import GrpcTransport
         return GrpcTransport(f"127.0.0.1:{worker.port}", self.secret)
@@ -229,9 +264,9 @@ async def _process_registry(host: HostContext, *,
         if report.killed:
             log.warning("killed %d orphaned worker(s) of dead earlier runs: %s",
                         len(report.killed), report.killed)
-        host.process_registry = registry
-        task_status.started(registry)
-        await trio.sleep_forever()
+        with host.registry.register(PROCESS_REGISTRY, registry):
+            task_status.started(registry)
+            await trio.sleep_forever()
     finally:
         registry.close()
 
@@ -242,11 +277,12 @@ async def _host_bridge(host: HostContext, *,
 
     from snakepit.hostbridge.handler import HostServices
 
-    host.host_services = HostServices(host.tools, host.sessions)
+    services = HostServices(host.tools, host.sessions)
     async with trio.open_nursery() as nursery:
-        info = await nursery.start(run_host_bridge, host.secret, host.host_services)
-        host.host_address = info.address
-        task_status.started(info)
+        info = await nursery.start(run_host_bridge, host.secret, services)
+        with host.registry.register(HOST_BRIDGE, BridgeHandle(info.address, services)):
+            task_status.started(info)
+            await trio.sleep_forever()
 
 
 async def _sessions(host: HostContext, *,
@@ -279,8 +315,8 @@ async def _sessions(host: HostContext, *,
         store.on_end.append(session_ended)
         store.on_rebind.append(session_rebound)
         store.emit = host.emit
-        host.sessions = store
-        await session_sweeper(store, task_status=task_status)
+        with host.registry.register(SESSIONS, store):
+            await session_sweeper(store, task_status=task_status)
     finally:
         if backend is not None:
             backend.close()

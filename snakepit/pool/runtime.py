@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import psutil
 import trio
@@ -21,6 +21,9 @@ from snakepit.pool.dispatcher import Dispatcher
 from snakepit.pool.roster import Member, Roster
 from snakepit.pool.starter import Slot
 from snakepit.pool.worker import Worker
+
+if TYPE_CHECKING:
+    from snakepit.pool.zygote import Zygote
 
 log = logging.getLogger("snakepit.pool")
 
@@ -40,7 +43,7 @@ class PoolRuntime:
         self._connect = connect
         self._emit = emit
         self._start_zygote = start_zygote
-        self.zygote: Any = None     # preload=True: the running Zygote workers are forked from
+        self.zygote: "Zygote | None" = None   # preload=True: what workers are forked from
         self.startup_limiter = trio.CapacityLimiter(config.startup_batch_size)
         self.roster = Roster(config.name, max_requests=config.worker_max_requests)
         self.roster.limit_reached = self._limit_reached
