@@ -15,13 +15,15 @@ import contextvars
 import queue
 import threading
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, AsyncContextManager, AsyncIterable, AsyncIterator, Awaitable, \
+    Callable, Iterable, TypeVar
 
 import trio
 
 from snakepit import otp
 from snakepit.config import Config
 from snakepit.errors import PoolNotFound, PoolNotReady, ShuttingDown, SnakepitError
+from snakepit.pool.mapping import MAX_WINDOW, open_map
 from snakepit.pool.pool import Chunk, Pool
 
 T = TypeVar("T")
@@ -58,11 +60,20 @@ class App:
                                details={"pool": name})
         return pool
 
+    async def _target(self, name: str | None) -> Pool:
+        """The pool, or its error after a checkpoint: every public call yields to trio, so a
+        retry loop on a failing call cannot starve the event loop."""
+        try:
+            return self.pool(name)
+        except SnakepitError:
+            await trio.lowlevel.checkpoint()
+            raise
+
     async def execute(self, tool: str, args: dict[str, Any] | None = None, *,
                       pool: str | None = None, session_id: str | None = None,
                       timeout: float | None = None, correlation_id: str | None = None) -> Any:
         """Run ``tool`` on a worker of ``pool`` and return its result."""
-        target = self.pool(pool)
+        target = await self._target(pool)
         if session_id is not None:
             await self.sessions.touch(session_id)
         return await target.execute(tool, args, session_id=session_id, timeout=timeout,
@@ -75,12 +86,35 @@ class App:
                      ) -> AsyncIterator[AsyncIterator[Chunk]]:
         """Run a streaming tool; iterate the chunks inside the block. Leaving the block
         early stops the producer in the worker and frees the worker."""
-        target = self.pool(pool)
+        target = await self._target(pool)
         if session_id is not None:
             await self.sessions.touch(session_id)
         async with target.stream(tool, args, session_id=session_id, timeout=timeout,
                                  correlation_id=correlation_id) as chunks:
             yield chunks
+
+    @asynccontextmanager
+    async def map(self, tool: str, args_iterable: Iterable[Any] | AsyncIterable[Any], *,
+                  pool: str | None = None, ordered: bool = True, timeout: float | None = None,
+                  session_id: str | None = None, window: int | None = None
+                  ) -> AsyncIterator[AsyncIterator[Any]]:
+        """Run ``tool`` once per item of ``args_iterable`` (argument dicts, a sync or async
+        iterable consumed lazily); iterate the results inside the block, in input order with
+        ``ordered=True``. ``timeout`` applies to each item. A failing item raises its error
+        (``details["index"]``) in its turn; leaving the block cancels what is in flight. At
+        most ``window`` items (default: four per worker slot) are taken ahead of the consumer.
+        See :mod:`snakepit.pool.mapping`."""
+        target = await self._target(pool)
+        if window is None:
+            rt = target.runtime
+            window = min(MAX_WINDOW, max(16, 4 * rt.config.size * rt.capacity))
+
+        def one(args: Any) -> Awaitable[Any]:
+            return self.execute(tool, args, pool=target.name, timeout=timeout,
+                                session_id=session_id)
+
+        async with open_map(one, args_iterable, ordered=ordered, window=window) as results:
+            yield results
 
     @property
     def sessions(self) -> Any:
@@ -223,7 +257,12 @@ class Client:
 
     def stream(self, tool: str, args: dict[str, Any] | None = None, **kw: Any) -> "SyncStream":
         """Chunks as they arrive; ``close()`` (or leaving a ``with``) stops the stream early."""
-        return SyncStream(self, tool, args, kw)
+        return SyncStream(self, lambda app: app.stream(tool, args, **kw))
+
+    def map(self, tool: str, args_iterable: Iterable[Any], **kw: Any) -> "SyncStream":
+        """Like ``App.map``, as an iterator of results; ``close()`` (or leaving a ``with``)
+        cancels what is in flight. ``args_iterable`` is consumed on the client's thread."""
+        return SyncStream(self, lambda app: app.map(tool, args_iterable, **kw))
 
     def stats(self, pool: str | None = None) -> dict[str, Any]:
         return self._call(lambda: self._require().stats(pool), sync=True)  # type: ignore[no-any-return]
@@ -242,29 +281,32 @@ class _Failed:
         self.error = error
 
 
-class SyncStream:
-    """Iterator over a stream that runs on the client's trio thread (bounded buffer)."""
+Opener = Callable[["App"], AsyncContextManager[AsyncIterator[Any]]]
 
-    def __init__(self, client: Client, tool: str, args: Any, kw: dict[str, Any]) -> None:
+
+class SyncStream:
+    """Iterator over what an async ``with``-block yields (a stream's chunks, a map's results),
+    run on the client's trio thread with a bounded buffer."""
+
+    def __init__(self, client: Client, opener: Opener) -> None:
         self._client = client
         self._scope = trio.CancelScope()
         self._recv: trio.MemoryReceiveChannel[Any] | None = None
         self._done = False
-        client._call(self._open, tool, args, kw, sync=True)
+        client._call(self._open, opener, sync=True)
 
-    def _open(self, tool: str, args: Any, kw: dict[str, Any]) -> None:
+    def _open(self, opener: Opener) -> None:
         send, self._recv = trio.open_memory_channel[Any](16)
         assert self._client._nursery is not None
-        self._client._nursery.start_soon(self._pump, send, tool, args, kw)
+        self._client._nursery.start_soon(self._pump, send, opener)
 
-    async def _pump(self, send: trio.MemorySendChannel[Any], tool: str, args: Any,
-                    kw: dict[str, Any]) -> None:
+    async def _pump(self, send: trio.MemorySendChannel[Any], opener: Opener) -> None:
         async with send:
             with self._scope:
                 try:
-                    async with self._client._require().stream(tool, args, **kw) as chunks:
-                        async for chunk in chunks:
-                            await send.send(chunk)
+                    async with opener(self._client._require()) as items:
+                        async for item in items:
+                            await send.send(item)
                 except Exception as exc:
                     await send.send(_Failed(exc))
 
@@ -278,7 +320,7 @@ class SyncStream:
     def __iter__(self) -> "SyncStream":
         return self
 
-    def __next__(self) -> Chunk:
+    def __next__(self) -> Any:
         if self._done:
             raise StopIteration
         item = self._client._call(self._next)

@@ -113,7 +113,6 @@ class Pool:
         lease: _Lease | None = None
         meta: dict[str, Any] = {}
         try:
-            await trio.lowlevel.checkpoint()   # a failing call is a checkpoint too
             limit = self._timeout(tool, args, timeout, rt.config.request_timeout
                                   if kind == "execute" else rt.config.stream_timeout)
             request = self._request(tool, args, session_id, correlation_id, limit)
@@ -145,6 +144,9 @@ class Pool:
                                               "pool": self.name})
         except SnakepitError as exc:
             rt.errors += 1
+            # A call that fails before any I/O (saturated, bad arguments) is still a
+            # checkpoint, so a retry loop cannot starve the event loop.
+            await trio.lowlevel.checkpoint()
             if events:
                 rt.emit(failed, {"duration": trio.current_time() - t0,
                                  "queue_time": lease.queue_time if lease else 0.0},

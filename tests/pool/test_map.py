@@ -1,0 +1,99 @@
+"""app.map / Client.map: order, laziness, errors with their index, early exit, fairness."""
+
+import itertools
+
+import pytest
+import trio
+
+import snakepit
+from snakepit import errors
+
+
+async def test_ordered_and_unordered_results(make_config):
+    async with snakepit.start(make_config(size=2)) as app:
+        async with app.map("add", ({"a": i, "b": 1} for i in range(200))) as results:
+            assert [v async for v in results] == [i + 1 for i in range(200)]
+
+        async def agen():
+            for i in range(50):
+                yield {"a": i, "b": 0}
+        async with app.map("add", agen(), ordered=False) as results:
+            assert sorted([v async for v in results]) == list(range(50))
+        async with app.map("add", []) as results:
+            assert [v async for v in results] == []
+        assert app.stats()["requests"] == 250
+
+
+async def test_input_is_consumed_lazily(make_config):
+    taken = []
+
+    def source():
+        for i in itertools.count():
+            taken.append(i)
+            yield {"a": i, "b": 0}
+
+    async with snakepit.start(make_config(size=1)) as app:
+        async with app.map("add", source(), window=8) as results:
+            got = []
+            async for v in results:
+                got.append(v)
+                if len(got) == 20:
+                    break
+        # at most `window` items beyond what the consumer took
+        assert len(taken) <= 20 + 8 + 1
+        assert got == list(range(20))
+
+
+async def test_a_failing_item_raises_with_its_index_after_earlier_results(make_config):
+    async with snakepit.start(make_config(size=2)) as app:
+        args = [{"a": 1, "b": 1}] * 5 + [{"a": "x"}] + [{"a": 2, "b": 2}] * 5
+        got = []
+        with pytest.raises(errors.SnakepitError) as info:
+            async with app.map("add", args) as results:
+                async for v in results:
+                    got.append(v)
+        assert got == [2] * 5
+        assert info.value.details["index"] == 5
+        assert app.stats()["workers"] == 2 and await app.execute("add", {"a": 1, "b": 2}) == 3
+
+
+async def test_leaving_early_cancels_in_flight_items(make_config):
+    async with snakepit.start(make_config(size=2, cancel_grace=10.0)) as app:
+        async with app.map("sleep", ({"seconds": 30} for _ in range(100))) as results:
+            pass                                  # nothing consumed: two items in flight
+        # the sleep tool honours cancellation: both workers confirm and come back
+        with trio.fail_after(20):
+            while app.stats()["available"] != 2:
+                await trio.sleep(0.02)
+        assert app.stats()["requests"] <= 2 + 16
+
+
+async def test_other_callers_are_not_starved(make_config):
+    async with snakepit.start(make_config(size=1)) as app:
+        async with app.map("sleep", ({"seconds": 0.05} for _ in range(1000))) as results:
+            first = await results.__anext__()
+            assert first["slept"] >= 0
+            # a plain call queues behind at most the map's window, not behind all 1000
+            with trio.fail_after(10):
+                assert await app.execute("add", {"a": 1, "b": 1}) == 2
+
+
+async def test_bad_input_is_refused_by_name(make_config):
+    async with snakepit.start(make_config(size=1)) as app:
+        with pytest.raises(errors.InvalidArgumentsError, match="args_iterable"):
+            async with app.map("add", {"a": 1}):
+                pass
+        with pytest.raises(errors.InvalidArgumentsError, match="window"):
+            async with app.map("add", [], window=0):
+                pass
+
+
+def test_client_map(make_config):
+    with snakepit.Client(make_config(size=2)) as client:
+        assert list(client.map("add", ({"a": i, "b": i} for i in range(30)))) == \
+            [2 * i for i in range(30)]
+        with client.map("add", [{"a": 1, "b": 1}, {"a": "x"}]) as results:
+            assert next(results) == 2
+            with pytest.raises(errors.SnakepitError) as info:
+                next(results)
+            assert info.value.details["index"] == 1
