@@ -118,7 +118,7 @@ class Pool:
             request = self._request(tool, args, session_id, correlation_id, limit)
             meta = {"tool": tool, "session_id": session_id,
                     "correlation_id": request.correlation_id}
-            if events:
+            if events and kind == "execute":
                 rt.emit(start, {"system_time": time.time()}, meta)
             with _TRACER.start_as_current_span(f"snakepit.{kind}", attributes={
                     "snakepit.pool": self.name, "snakepit.tool": tool,
@@ -129,6 +129,8 @@ class Pool:
                 lease = _Lease(self, worker, request, trio.current_time() - t0)
                 meta["worker_id"] = worker.id
                 span.set_attribute("snakepit.worker", worker.id)
+                if events and kind == "stream":   # a stream starts when it has its worker
+                    rt.emit(start, {"queue_time": lease.queue_time}, meta)
                 try:
                     yield lease
                 except SnakepitError as exc:

@@ -30,6 +30,8 @@ CATALOG = {
     ("snakepit", "stream", "start"): ({"queue_time"}, {"pool", "worker_id", "tool"}),
     ("snakepit", "stream", "chunk"): ({"bytes"}, {"pool", "tool", "chunk_id"}),
     ("snakepit", "stream", "stop"): ({"duration", "chunks"}, {"pool", "tool", "success"}),
+    ("snakepit", "stream", "exception"): ({"duration", "queue_time"},
+                                          {"pool", "tool", "success", "kind", "reason"}),
     ("snakepit", "heartbeat", "ping"): ({"seq"}, {"pool", "worker_id"}),
     ("snakepit", "heartbeat", "pong"): ({"latency"}, {"pool", "worker_id"}),
     ("snakepit", "session", "created"): ({"ttl"}, {"session_id"}),
@@ -62,6 +64,9 @@ async def test_catalog_events_fire_with_their_fields(make_config):
                 await app.execute("nope")
             async with app.stream("emit", {"name": "z"}) as chunks:
                 [c async for c in chunks]
+            with pytest.raises(errors.SnakepitError):
+                async with app.stream("nope") as chunks:
+                    [c async for c in chunks]
             with pytest.raises(errors.QuotaExceeded):
                 await app.sessions.create("s2")
             await app.sessions.delete("s1")
