@@ -6,7 +6,7 @@
     entry = roster.take_free()     # a READY worker with a free slot, leased (or None)
     roster.release(worker)         # the request is over: the slot is free again
     roster.abandon(worker)         # a request timed out / was cancelled: CANCELLING until
-    roster.confirmed(worker)       #   the worker confirms the tool ended
+    roster.confirmed(worker, 1)    #   the worker confirms the tool ended
     roster.drain(worker)           # DRAINING: no new requests; event set when idle
     roster.leaving(worker)         # STOPPING: out of rotation for good
     roster.stopped(worker)         # STOPPED (or FAILED if it never became ready)
@@ -222,13 +222,17 @@ class Roster:
             self._move(entry, WorkerState.CANCELLING)
         self.abandoned_hook(worker)
 
-    def confirmed(self, worker: Member) -> None:
-        """The worker reports that its abandoned tools have ended."""
+    def confirmed(self, worker: Member, count: int = 1) -> None:
+        """The worker reports that ``count`` of its abandoned tools have ended; with none left
+        it is back in rotation."""
         entry = self.entries.get(worker.key)
         if entry is None or entry.abandoned == 0:
             return
-        entry.in_flight -= entry.abandoned
-        entry.abandoned = 0
+        count = min(count, entry.abandoned)
+        entry.in_flight -= count
+        entry.abandoned -= count
+        if entry.abandoned:
+            return
         if entry.state is WorkerState.CANCELLING:
             self._move(entry, WorkerState.READY)
             self._offer_free(entry)

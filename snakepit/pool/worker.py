@@ -129,7 +129,7 @@ class Worker:
                     if self._scope.cancelled_caught and self.exit_reason is None:
                         self.exit_reason = "stopped"
                 except Exception as exc:
-                    if self.state == "starting" or self.started_at is None:
+                    if self.started_at is None:   # it never started: the starter's error
                         raise
                     self.exit_reason = f"{type(exc).__name__}: {exc}"
                     log.warning("worker %s failed: %s", self.key, self.exit_reason)
@@ -199,13 +199,19 @@ class Worker:
             delay = CONFIRM_POLL_FIRST
             with trio.move_on_after(grace) as scope:
                 while self.abandoned_ids:
+                    # Only ids abandoned before the poll was sent can be confirmed by its
+                    # answer (a later one's request may not have reached the worker yet).
+                    asked = set(self.abandoned_ids)
                     try:
                         reply = await self.transport.heartbeat(0)
                     except SnakepitError as exc:
                         self.stop(f"unreachable while confirming a cancellation: {exc}",
                                   kill=True)
                         return
-                    self.abandoned_ids.intersection_update(reply.running)
+                    ended = asked.difference(reply.running)
+                    if ended:
+                        self.abandoned_ids -= ended
+                        self.runtime.roster.confirmed(self, len(ended))
                     if not self.abandoned_ids:
                         break
                     await trio.sleep(delay)
@@ -214,7 +220,6 @@ class Worker:
                 self.stop(f"a cancelled tool did not end within cancel_grace={grace} s",
                           kill=True)
                 return
-            self.runtime.roster.confirmed(self)
 
     async def _forward_telemetry(self) -> None:
         """Re-emit the worker's own events as ("snakepit", <language>, *name) on the host."""
