@@ -38,7 +38,7 @@ async def test_state_files_are_owner_only_in_an_open_state_dir(tmp_path):
 async def test_admin_socket_caps_idle_connections(tmp_path):
     state = tmp_path / "state"
     async with snakepit.start(_config(state)) as app:
-        path = str(socket_path(state, "default"))
+        path = str(socket_path(state, app._host.run_id))
         idle = [await trio.open_unix_socket(path) for _ in range(MAX_CONNECTIONS)]
         extra = [await trio.open_unix_socket(path) for _ in range(3 * MAX_CONNECTIONS)]
         with trio.fail_after(10):          # over the cap: closed by the host at once
@@ -52,7 +52,7 @@ async def test_admin_socket_caps_idle_connections(tmp_path):
             await stream.aclose()
         with trio.fail_after(10):
             while True:                    # the slots free up as the host sees the EOFs
-                snap = await trio.to_thread.run_sync(query, socket_path(state, "default"))
+                snap = await trio.to_thread.run_sync(query, socket_path(state, app._host.run_id))
                 if "error" not in snap:
                     break
         assert snap["instance"] == "default" and app.stats("default")["errors"] == 0

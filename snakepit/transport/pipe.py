@@ -29,6 +29,10 @@ TELEMETRY_BUFFER = 1000
 _transports = itertools.count(1)
 # worker -> host request kind -> reply kind; the handler's method has the request's name
 HOST_REQUESTS = dict(HOST_CALLS.values())
+# host -> worker request kind -> the reply kind that answers it
+REPLIES = {"ping": "pong", "heartbeat": "heartbeat_reply", "describe": "description",
+           "execute": "result", "init_session": "session_initialized",
+           "end_session": "session_ended"}
 
 
 class _Slot:
@@ -111,6 +115,8 @@ class PipeTransport:
 
     def _route(self, frame: pb.Frame) -> None:
         kind = frame.WhichOneof("body")
+        if kind is None:   # no body we know: the peer does not speak this protocol
+            raise TransportError(f"{self.name} sent frame {frame.id} without a known body")
         if kind == "chunk" or (kind == "error" and frame.id in self._streams):
             channel = self._streams.get(frame.id)
             try:
@@ -187,8 +193,12 @@ class PipeTransport:
             raise RequestTimeout(f"{what} to {self.name} exceeded its deadline")
         if slot.frame is None:
             raise WorkerCrashed(f"{what} to {self.name} failed: {self._error}")
-        if slot.frame.WhichOneof("body") == "error":
+        answered = slot.frame.WhichOneof("body")
+        if answered == "error":
             raise TransportError(f"{what} to {self.name}: {slot.frame.error.message}")
+        if answered != REPLIES[kind]:
+            raise TransportError(f"{what} to {self.name} was answered with a {answered!r} "
+                                 f"frame, not {REPLIES[kind]!r}")
         return slot.frame
 
     async def ping(self) -> Any:

@@ -6,7 +6,7 @@ import struct
 import pytest
 import trio
 
-from snakepit.errors import WorkerCrashed
+from snakepit.errors import TransportError, WorkerCrashed
 from snakepit.transport.pipe import PipeTransport
 from snakepit_bridge.proto import bridge_pb2 as pb
 
@@ -73,6 +73,33 @@ async def test_malformed_frame_fails_pending_calls_as_crashed(pair, raw):
             await peer.send(raw=raw)
     with pytest.raises(WorkerCrashed):   # and the transport stays closed
         await transport.ping()
+
+
+async def test_a_frame_without_a_known_body_is_a_protocol_error(pair):
+    """Regression (found by the pipe fuzz): a frame whose body the host does not know answered
+    the pending call with an empty message."""
+    transport, peer = pair
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            async def call():
+                with pytest.raises(WorkerCrashed, match="protocol error"):
+                    await transport.ping()
+            n.start_soon(call)
+            req = await peer.recv()
+            # field 34 is not a Frame field: it parses, with no body
+            await peer.send(raw=pb.Frame(id=req.id).SerializeToString() + b"\x92\x02\x00")
+
+
+async def test_a_reply_of_the_wrong_kind_is_a_transport_error(pair):
+    transport, peer = pair
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            async def call():
+                with pytest.raises(TransportError, match="'pong' frame, not 'result'"):
+                    await transport.execute(pb.ExecuteRequest(tool="add"))
+            n.start_soon(call)
+            req = await peer.recv()
+            await peer.send(pb.Frame(id=req.id, pong=pb.PingResponse(message="x")))
 
 
 async def test_oversized_frame_fails_the_transport(pair):
