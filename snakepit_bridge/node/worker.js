@@ -244,23 +244,38 @@ async function main() {
     };
   }
 
+  // request_id -> tools of that request still running (the heartbeat lists them: the host
+  // keeps a worker whose cancelled or timed-out call still runs out of rotation).
+  const running = new Map();
+  function started(id) { running.set(id, (running.get(id) || 0) + 1); }
+  function ended(id) {
+    const n = (running.get(id) || 1) - 1;
+    if (n > 0) running.set(id, n); else running.delete(id);
+  }
+
   async function runUnary(req, call, streaming) {
     const { fn, args } = prepare(req, streaming);
     const abort = new AbortController();
     if (call) call.on("cancelled", () => abort.abort());
     await slots.acquire();
     inFlight++;
+    started(req.request_id);
+    const work = Promise.resolve().then(() => fn(args, makeCtx(req, abort)));
+    // A promise cannot be stopped: the slot is the tool's until it settles, not until the
+    // caller stops waiting (a timed-out call must not let the next one run beside it).
+    const release = () => { inFlight--; slots.release(); ended(req.request_id); };
+    work.then(release, release);
     try {
-      return await withTimeout(Promise.resolve().then(() => fn(args, makeCtx(req, abort))), req.timeout, req.tool, abort);
+      return await withTimeout(work, req.timeout, req.tool, abort);
     } catch (err) {
       if (err && err.category && err.details_json) throw err;
       throw toolError(req.tool, err);
-    } finally { inFlight--; slots.release(); }
+    }
   }
 
   const handlers = {
     Ping: (call, cb) => cb(null, { message: call.request.message || "pong", worker_id: workerId, pid: process.pid, timestamp: Date.now() / 1000 }),
-    Heartbeat: (call, cb) => { lastHeartbeat = Date.now(); cb(null, { seq: call.request.seq, worker_id: workerId, in_flight: inFlight, rss_bytes: process.memoryUsage().rss, timestamp: Date.now() / 1000 }); },
+    Heartbeat: (call, cb) => { lastHeartbeat = Date.now(); cb(null, { seq: call.request.seq, worker_id: workerId, in_flight: inFlight, rss_bytes: process.memoryUsage().rss, timestamp: Date.now() / 1000, running: [...running.keys()] }); },
     Describe: (call, cb) => cb(null, {
       adapter: mod.name || path.basename(opts.script), version: mod.version || "0.1.0", language: "node",
       capacity: opts.maxConcurrency, worker_id: workerId, pid: process.pid, runtime_version: process.versions.node,
@@ -300,6 +315,7 @@ async function main() {
         call.on("cancelled", () => abort.abort());
         await slots.acquire();
         inFlight++;
+        started(req.request_id);
         let gen;
         try {
           gen = prepared.fn(prepared.args, makeCtx(req, abort));
@@ -320,8 +336,8 @@ async function main() {
           const info = err && err.category && err.details_json ? err : toolError(req.tool, err);
           await write({ is_final: true, error: info });
         } finally {
-          inFlight--; slots.release();
           if (gen && typeof gen.return === "function") { try { await gen.return(); } catch (_) { /* its finally failed */ } }
+          inFlight--; slots.release(); ended(req.request_id);
         }
       } finally { if (!call.cancelled) call.end(); }
     },

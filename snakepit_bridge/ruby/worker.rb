@@ -194,6 +194,7 @@ module Snakepit
         Thread.new { server.stop }.join(stop.grace + 3)
       end
       servicer.cancel_all(:shutdown)
+      Job.join_all(1.0)   # cancelled tools get a moment to see it (and finish their writes)
       hooks = Thread.new do
         registry.hooks[:shutdown].each(&:call)
       rescue Exception => e # rubocop:disable Lint/RescueException

@@ -692,3 +692,20 @@ def test_telemetry_stream_events_and_controls(tmp_path):
         finally:
             events.cancel()
             controls.put(None)
+
+
+def test_heartbeat_lists_the_request_ids_still_running(tmp_path, test_tools):
+    """The host keeps a worker whose cancelled call still runs out of rotation until its
+    request id leaves the heartbeat's `running` list (ADR 0002)."""
+    script, env, marks = test_tools
+    with ruby_worker(tmp_path, script=script, env=env) as w:
+        def running():
+            return list(w.stub.Heartbeat(pb.HeartbeatRequest(seq=1), metadata=MD,
+                                         timeout=5).running)
+        future = w.stub.Execute.future(pb.ExecuteRequest(
+            request_id="r-7", tool="wait_cancel",
+            args_json=json.dumps({"mark": str(marks / "r")}).encode()), metadata=MD, timeout=30)
+        wait_until(lambda: running() == ["r-7"], what="the call to be listed")
+        future.cancel()
+        wait_until(lambda: running() == [], what="the cancelled tool to end")
+        assert (marks / "r").read_text() == "cancelled"

@@ -51,6 +51,28 @@ module Snakepit
   # One tool call. The serving (grpc) thread calls #wait_result or #next_event; the tool runs
   # in the job's own thread.
   class Job
+    # Jobs whose thread still runs, whether or not their call is over: the heartbeat lists
+    # their request ids (the host keeps a worker whose cancelled call still runs out of
+    # rotation), and a stopping worker gives them a moment to finish before it exits.
+    @live = Set.new
+    @live_mutex = Mutex.new
+
+    class << self
+      def track(job) = @live_mutex.synchronize { @live << job }
+      def untrack(job) = @live_mutex.synchronize { @live.delete(job) }
+      def live_ids = @live_mutex.synchronize { @live.map(&:request_id) }
+
+      # Waits up to `timeout` seconds in all for the live jobs' threads to end.
+      def join_all(timeout)
+        deadline = now + timeout
+        @live_mutex.synchronize { @live.to_a }.each do |job|
+          job.join([deadline - now, 0].max)
+        end
+      end
+    end
+
+    attr_reader :request_id
+
     # Stream items a tool may produce ahead of the transport (backpressure).
     BUFFER = 2
 
@@ -84,6 +106,7 @@ module Snakepit
     # deadline: a Job.now value or nil.
     def initialize(tool:, args:, request:, session:, host:, slots:, deadline:)
       @tool, @args, @slots, @deadline = tool, args, slots, deadline
+      @request_id = request.request_id
       @ctx = Context.new(self, request, session, host)
       @mutex = Mutex.new
       @cv = ConditionVariable.new
@@ -94,9 +117,16 @@ module Snakepit
     end
 
     def start
-      @thread = Thread.new { run }
+      Job.track(self)
+      @thread = Thread.new do
+        run
+      ensure
+        Job.untrack(self)
+      end
       self
     end
+
+    def join(timeout) = @thread&.join(timeout)
 
     # Ends the request for the tool: first reason wins (:cancelled, :timeout, :shutdown).
     def cancel(reason)

@@ -56,7 +56,8 @@ module Snakepit
     def heartbeat(req, _call)
       @lifetime.heartbeat!
       PB::HeartbeatResponse.new(seq: req.seq, worker_id: @worker_id, in_flight: @slots.in_use,
-                                rss_bytes: rss, timestamp: Time.now.to_f)
+                                rss_bytes: rss, timestamp: Time.now.to_f,
+                                running: Job.live_ids)
     end
 
     def describe(_req, _call)
