@@ -87,7 +87,9 @@ async def test_worker_max_requests_is_a_limit(make_config):
         assert max(served.values()) <= 3, served
         # every process but the last incarnation of each slot served exactly 3
         assert sorted(served.values())[2:] == [3] * (len(served) - 2), served
-        assert abs(app.stats()["recycled"] - 24 // 3) <= 2
+        # a recycle is counted once its old process is gone: let the last ones finish
+        await wait_for(lambda: app.stats()["recycled"] >= 24 // 3 - 1)
+        assert abs(app.stats()["recycled"] - 24 // 3) <= 1
 
 
 async def test_frozen_worker_is_killed_without_waiting_for_shutdown_grace(make_config):
