@@ -13,8 +13,8 @@ import logging
 import math
 import time
 import uuid
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, cast
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, AsyncIterator, Iterator, cast
 
 import attrs
 import trio
@@ -70,6 +70,10 @@ class Pool:
         self.dispatcher = dispatcher
         self.name = runtime.name
         self._ids = itertools.count(1)
+        # Correlation ids: unique across runs (a random prefix per pool object) at the cost of
+        # a counter, not a uuid4 per call.
+        self._run = uuid.uuid4().hex[:16]
+        self._corr = itertools.count(1)
 
     # -- requests ---------------------------------------------------------------------------
     def _request(self, tool: str, args: Any, session_id: str | None,
@@ -89,7 +93,7 @@ class Pool:
         return pb.ExecuteRequest(
             request_id=f"{self.runtime.run_token}-{next(self._ids)}", tool=tool,
             args_json=args_json, blobs=blobs, session_id=session_id or "",
-            correlation_id=correlation_id or uuid.uuid4().hex,
+            correlation_id=correlation_id or f"{self._run}-{next(self._corr)}",
             timeout=0.0 if math.isinf(timeout) else timeout)
 
     def _timeout(self, tool: str, args: Any, timeout: float | None, default: float) -> float:
@@ -120,15 +124,12 @@ class Pool:
                     "correlation_id": request.correlation_id}
             if events and kind == "execute":
                 rt.emit(start, {"system_time": time.time()}, meta)
-            with _TRACER.start_as_current_span(f"snakepit.{kind}", attributes={
-                    "snakepit.pool": self.name, "snakepit.tool": tool,
-                    "snakepit.correlation_id": request.correlation_id}) as span, \
-                    trio.move_on_after(limit) as scope:
-                propagate.inject(request.metadata)   # the worker's span becomes a child
+            with _span(kind, self.name, request) as span, trio.move_on_after(limit) as scope:
                 worker = cast(Worker, await self._checkout(session_id, meta))
                 lease = _Lease(self, worker, request, trio.current_time() - t0)
                 meta["worker_id"] = worker.id
-                span.set_attribute("snakepit.worker", worker.id)
+                if span is not None:
+                    span.set_attribute("snakepit.worker", worker.id)
                 if events and kind == "stream":   # a stream starts when it has its worker
                     rt.emit(start, {"queue_time": lease.queue_time}, meta)
                 try:
@@ -238,6 +239,21 @@ class Pool:
 
     def workers(self) -> list[dict[str, Any]]:
         return [w.info() for w in sorted(self.runtime.workers.values(), key=lambda w: w.key)]
+
+
+@contextmanager
+def _span(kind: str, pool: str, request: pb.ExecuteRequest) -> Iterator[Any]:
+    """The call's span, and its W3C context in the request (the worker's span becomes its
+    child) — only when an OpenTelemetry SDK is installed: without one, a span would cost
+    microseconds per call for nothing."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        yield None
+        return
+    with _TRACER.start_as_current_span(f"snakepit.{kind}", attributes={
+            "snakepit.pool": pool, "snakepit.tool": request.tool,
+            "snakepit.correlation_id": request.correlation_id}) as span:
+        propagate.inject(request.metadata)
+        yield span
 
 
 _EVENTS = {
