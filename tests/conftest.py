@@ -82,6 +82,7 @@ def make_config(tmp_path, transport):
     def make(size=2, *, pools=None, sessions=None, **pool_kw):
         pool_kw.setdefault("adapter", SHOWCASE)
         pool_kw.setdefault("startup_timeout", 30.0)
+        pool_kw.setdefault("shutdown_grace", 1.0)   # tests of the grace itself pass their own
         if isinstance(pool_kw["adapter"], str):   # Python workers speak both transports
             pool_kw.setdefault("transport", transport)
         env = dict(pool_kw.pop("env", {}))
