@@ -60,7 +60,12 @@ async def test_reply_routes_by_id(pair):
         await peer.send(pb.Frame(id=req.id, pong=pb.PingResponse(message="x", pid=7)))
 
 
-@pytest.mark.parametrize("raw", [b"\x07garbage", b"\xff\xff\xff\xff\xff"])
+@pytest.mark.parametrize("raw", [
+    b"\x07garbage", b"\xff\xff\xff\xff\xff",
+    # Regression (found by the pipe fuzz): it parses, but field 34 is no body the host knows;
+    # it used to answer the ping (frame 1) with an empty PingResponse.
+    pb.Frame(id=1).SerializeToString() + b"\x92\x02\x00",
+])
 async def test_malformed_frame_fails_pending_calls_as_crashed(pair, raw):
     transport, peer = pair
     with trio.fail_after(10):
@@ -73,21 +78,6 @@ async def test_malformed_frame_fails_pending_calls_as_crashed(pair, raw):
             await peer.send(raw=raw)
     with pytest.raises(WorkerCrashed):   # and the transport stays closed
         await transport.ping()
-
-
-async def test_a_frame_without_a_known_body_is_a_protocol_error(pair):
-    """Regression (found by the pipe fuzz): a frame whose body the host does not know answered
-    the pending call with an empty message."""
-    transport, peer = pair
-    with trio.fail_after(10):
-        async with trio.open_nursery() as n:
-            async def call():
-                with pytest.raises(WorkerCrashed, match="protocol error"):
-                    await transport.ping()
-            n.start_soon(call)
-            req = await peer.recv()
-            # field 34 is not a Frame field: it parses, with no body
-            await peer.send(raw=pb.Frame(id=req.id).SerializeToString() + b"\x92\x02\x00")
 
 
 async def test_a_reply_of_the_wrong_kind_is_a_transport_error(pair):
