@@ -22,6 +22,8 @@ from typing import Any
 
 import trio
 
+from snakepit.state_files import remove_socket, socket_bind_path, socket_connect_path
+
 MAX_REQUEST = 4096
 MAX_CONNECTIONS = 16    # `snakepit inspect`/`top` hold one each, for milliseconds
 REQUEST_TIMEOUT = 5.0
@@ -85,9 +87,13 @@ async def serve_admin(host: Any, *, task_status: trio.TaskStatus[Path] = trio.TA
     path = socket_path(host.state_dir, host.run_id)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path.parent, 0o700)
+    bind = socket_bind_path(path)   # a short path that `path` links to, if `path` is too long
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-    await sock.bind(str(path))
-    os.chmod(path, 0o600)
+    await sock.bind(str(bind))
+    os.chmod(bind, 0o600)
+    if bind != path:
+        remove_socket(path)
+        path.symlink_to(bind)
     sock.listen(16)
     started_at = time.time()
     active = 0
@@ -134,10 +140,7 @@ async def serve_admin(host: Any, *, task_status: trio.TaskStatus[Path] = trio.TA
         task_status.started(path)
         await trio.serve_listeners(handle, [trio.SocketListener(sock)])
     finally:
-        try:
-            path.unlink()
-        except OSError:
-            pass
+        remove_socket(path)
 
 
 def query(path: Path, command: str = "snapshot", timeout: float = 5.0) -> dict[str, Any]:
@@ -145,7 +148,7 @@ def query(path: Path, command: str = "snapshot", timeout: float = 5.0) -> dict[s
     import socket
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
-        s.connect(str(path))
+        s.connect(socket_connect_path(path))
         s.sendall(json.dumps({"command": command}).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):

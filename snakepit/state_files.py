@@ -29,3 +29,40 @@ def private_file(path: Path) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+# Linux's sun_path holds 108 bytes with the NUL; keep a margin.
+SOCKET_PATH_MAX = 100
+
+
+def socket_bind_path(path: Path) -> Path:
+    """Where to bind the unix socket that should live at ``path``: ``path`` itself, or — when
+    ``path`` is too long for a socket address (a deep state_dir) — a short path in a private
+    per-user directory under the system temp dir, which ``path`` then links to
+    (:func:`socket_connect_path` follows the link)."""
+    if len(os.fsencode(str(path))) <= SOCKET_PATH_MAX:
+        return path
+    import hashlib
+    import stat
+    import tempfile
+    short = Path(tempfile.gettempdir()) / f"snakepit-{os.getuid()}"
+    short.mkdir(mode=DIR_MODE, exist_ok=True)
+    st = os.lstat(short)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise OSError(f"{short} must be a directory of this user with mode 0700 (it holds "
+                      f"sockets whose paths under the state dir are too long)")
+    return short / f"{hashlib.sha256(os.fsencode(str(path))).hexdigest()[:24]}.sock"
+
+
+def socket_connect_path(path: Path) -> str:
+    """The address to connect to for the socket at ``path`` (the link's target if it is one)."""
+    return os.readlink(path) if os.path.islink(path) else str(path)
+
+
+def remove_socket(path: Path) -> None:
+    """Remove the socket at ``path`` and, if ``path`` links to a short one, that too."""
+    for p in {socket_connect_path(path) if os.path.lexists(path) else str(path), str(path)}:
+        try:
+            os.unlink(p)
+        except OSError:
+            pass

@@ -7,7 +7,7 @@ import stat
 import trio
 
 import snakepit
-from snakepit.admin import MAX_CONNECTIONS, query, socket_path
+from snakepit.admin import MAX_CONNECTIONS, query, running_apps, socket_path
 
 
 def _config(state):
@@ -56,3 +56,21 @@ async def test_admin_socket_caps_idle_connections(tmp_path):
                 if "error" not in snap:
                     break
         assert snap["instance"] == "default" and app.stats("default")["errors"] == 0
+
+
+async def test_admin_socket_under_a_state_dir_too_deep_for_a_socket_address(tmp_path):
+    """Regression (found running the suite in parallel, where tmp paths are longer): a state
+    dir whose socket path exceeds sun_path failed the start with "AF_UNIX path too long". The
+    socket is bound at a short private path that the state dir's entry links to."""
+    state = tmp_path / ("deep-" * 16) / "state"
+    path = socket_path(state, "0123456789abcdef")
+    assert len(str(path)) > 108
+    async with snakepit.start(_config(state)) as app:
+        path = socket_path(state, app._host.run_id)
+        assert path.is_symlink()
+        target = os.readlink(path)
+        assert len(target) <= 100 and stat.S_IMODE(os.stat(target).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(os.path.dirname(target)).st_mode) == 0o700
+        [found] = await trio.to_thread.run_sync(running_apps, state)
+        assert found["run_id"] == app._host.run_id
+    assert not os.path.lexists(path) and not os.path.exists(target)

@@ -30,7 +30,7 @@ import attrs
 import psutil
 
 from snakepit.pool.signals import escalation, signal_group
-from snakepit.state_files import private_file
+from snakepit.state_files import private_file, remove_socket
 
 from snakepit_bridge import shm
 
@@ -187,7 +187,7 @@ class ProcessRegistry:
             _kill_groups([v["pid"] for v in victims])
             for run in dead:
                 segments += shm.sweep(shm.run_prefix(run) + "-")
-                _unlink(self.path.parent / "admin" / f"{run}.sock")   # admin.socket_path
+                remove_socket(self.path.parent / "admin" / f"{run}.sock")   # admin.socket_path
             with self._lock:
                 for run in dead:
                     self._db.execute("DELETE FROM processes WHERE run_id = ?", (run,))
@@ -215,13 +215,6 @@ class ProcessRegistry:
             return same
         except psutil.Error:
             return False
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
 
 
 def _kill_groups(pids: list[int], grace: float = 2.0) -> None:
