@@ -44,6 +44,7 @@ class Slot:
         self.id = slot_id
         self.incarnations = 0
         self.current: Worker | None = None
+        self.newest: Worker | None = None   # the last incarnation made; current once started
         self.failures = 0               # failed starts in a row
         self.last_error: SnakepitError | None = None
         self.recycle_reason: str | None = None
@@ -60,7 +61,8 @@ class Slot:
 
     def next_worker(self, runtime: "PoolRuntime") -> Worker:
         self.incarnations += 1
-        return Worker(runtime, self.id, self.incarnations)
+        self.newest = Worker(runtime, self.id, self.incarnations)
+        return self.newest
 
 
 async def _start(runtime: "PoolRuntime", slot: Slot, nursery: trio.Nursery) -> Worker | None:
