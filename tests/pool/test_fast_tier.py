@@ -148,6 +148,21 @@ async def test_max_requests_counts_sequential_calls_too(clock):
         assert [p.served for p in world.processes] == [3, 3, 1]
 
 
+async def test_max_requests_replaces_again_while_an_old_worker_drains(clock):
+    """The replacement of a worker still draining a long request can reach the limit too: it
+    is replaced at once, not after the old worker's drain (callers would wait behind it)."""
+    world = World()
+    async with world.pool(size=1, worker_max_requests=1, queue_timeout=10.0) as fp, \
+            trio.open_nursery() as nursery:
+        long = Call(nursery, fp, "hold")
+        (held_call,) = await world.until(lambda: world.running_calls("hold"))
+        for i in range(3):
+            assert await fp.pool.execute("echo", {"value": i}) == i
+        assert held_call.running and [p.served for p in world.processes][:4] == [1, 1, 1, 1]
+        held_call.finish()
+        assert await long.value() == "done"
+
+
 # -- drain ------------------------------------------------------------------------------------
 async def test_a_recycled_worker_drains_its_in_flight_work_first(clock):
     world = World()
