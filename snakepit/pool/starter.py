@@ -125,7 +125,10 @@ async def _serve(runtime: "PoolRuntime", slot: Slot, worker: Worker,
             slot.request_recycle(reason or "recycle")
             continue
         slot.current = replacement
-        await _retire(runtime, worker, reason or "recycle")
+        # The old worker drains in the background (up to request_timeout): the replacement may
+        # need replacing meanwhile (it can reach worker_max_requests while a long request holds
+        # the old one), and its callers must not wait behind that drain.
+        nursery.start_soon(_retire, runtime, worker, reason or "recycle")
         worker = replacement
 
 

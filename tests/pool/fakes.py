@@ -136,6 +136,7 @@ class FakeProcess:
         self.dead = trio.Event()
         self.signals: list[tuple[str, float]] = []   # ("SIGTERM" | "SIGKILL", trio time)
         self.ignores_term = False        # a SIGTERM does nothing; SIGKILL after the grace
+        self.term_exit = world.term_exit  # trio seconds it takes to exit on SIGTERM
         self.frozen = False              # heartbeats go unanswered (SIGSTOPped, wedged)
         self.calls: list[FakeCall] = []
         self.pipe_socket: Any = None
@@ -194,9 +195,18 @@ class FakeProcess:
         self.signals.append((name, trio.current_time()))
         if name == "SIGKILL":
             self._exit(-9)
-        elif not self.ignores_term:
+        elif self.ignores_term:
+            pass
+        elif self.term_exit > 0:
+            self.nursery.start_soon(self._exit_after, self.term_exit, -15)
+        else:
             self._exit(-15)
         self.world.notify()
+
+    async def _exit_after(self, seconds: float, code: int) -> None:
+        with trio.CancelScope(shield=True):   # a process exits whatever the host cancels
+            await trio.sleep(seconds)
+        self._exit(code)
 
     def _exit(self, code: int) -> None:
         if self.dead.is_set():
@@ -357,6 +367,7 @@ class World:
             **(tools or {}),
         }
         self.starts: list[str] = []
+        self.term_exit = 0.0     # trio seconds a process takes to exit on SIGTERM
         self.processes: list[FakeProcess] = []
         self.transports: list[FakeTransport] = []
         self.calls: list[FakeCall] = []
