@@ -125,10 +125,13 @@ async def _serve(runtime: "PoolRuntime", slot: Slot, worker: Worker,
             slot.request_recycle(reason or "recycle")
             continue
         slot.current = replacement
+        reason = reason or "recycle"
+        drained = runtime.drain(worker, reason)    # out of rotation now
+        runtime.worker_recycled(worker, reason)    # counted as the replacement takes over
         # The old worker drains in the background (up to request_timeout): the replacement may
         # need replacing meanwhile (it can reach worker_max_requests while a long request holds
         # the old one), and its callers must not wait behind that drain.
-        nursery.start_soon(_retire, runtime, worker, reason or "recycle")
+        nursery.start_soon(_retire, runtime, worker, drained, reason)
         worker = replacement
 
 
@@ -137,10 +140,8 @@ async def _set_on(event: trio.Event, slot: Slot) -> None:
     slot.wake.set()
 
 
-async def _retire(runtime: "PoolRuntime", worker: Worker, reason: str) -> None:
-    drained = runtime.drain(worker, reason)
+async def _retire(runtime: "PoolRuntime", worker: Worker, drained: trio.Event,
+                  reason: str) -> None:
     with trio.move_on_after(runtime.config.request_timeout):
         await drained.wait()
     worker.stop(f"recycled ({reason})")
-    await worker.exited.wait()
-    runtime.worker_recycled(worker, reason)
