@@ -138,6 +138,7 @@ class FakeProcess:
         self.ignores_term = False        # a SIGTERM does nothing; SIGKILL after the grace
         self.term_exit = world.term_exit  # trio seconds it takes to exit on SIGTERM
         self.frozen = False              # heartbeats go unanswered (SIGSTOPped, wedged)
+        self.unreachable = False         # alive, but every call fails as WorkerCrashed
         self.calls: list[FakeCall] = []
         self.pipe_socket: Any = None
 
@@ -248,7 +249,7 @@ class FakeTransport:
         self.heartbeats: list[float] = []   # trio times a heartbeat was asked for
 
     def _check(self) -> None:
-        if self.process.dead.is_set() or self.closed:
+        if self.process.dead.is_set() or self.process.unreachable or self.closed:
             raise WorkerCrashed(f"fake worker {self.process.key} is unreachable")
 
     async def start(self, nursery: trio.Nursery) -> None:

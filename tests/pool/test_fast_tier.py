@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from fakes import World, held, takes
+from fakes import World, answer, held, takes
 from snakepit.config import HeartbeatConfig
 from snakepit.errors import RequestTimeout, WorkerCrashed
 from snakepit.pool.starter import DEGRADED_AFTER, backoff
@@ -98,6 +98,15 @@ async def test_a_crash_during_a_call_fails_that_call_only(clock):
             await call.value()
         assert await fp.pool.execute("echo", {"value": 4}) == 4
         assert world.processes[1].served == 1
+
+
+async def test_a_stream_runs_on_the_fakes_too(clock):
+    world = World({"count": answer(lambda args: list(range(args["n"])))})
+    async with world.pool(size=1) as fp:
+        async with fp.pool.stream("count", {"n": 3}) as chunks:
+            got = [(c.data, c.is_final) async for c in chunks]
+        assert got == [(0, False), (1, False), (2, True)]
+        assert fp.stats()["available"] == 1 and fp.stats()["errors"] == 0
 
 
 # -- recycling --------------------------------------------------------------------------------
@@ -198,6 +207,20 @@ async def test_shutdown_gives_workers_their_grace(clock):
     assert [p.signals for p in world.processes if p is not stubborn] == [[("SIGTERM", t0)]]
 
 
+async def test_an_unreachable_worker_is_killed_at_once(clock):
+    world = World()
+    async with world.pool(size=1, shutdown_grace=30.0) as fp:
+        lost = fp.current()
+        lost.unreachable = True
+        t0 = trio.current_time()
+        with pytest.raises(WorkerCrashed):
+            await fp.pool.execute("echo", {"value": 1})
+        await world.until(lambda: lost.dead.is_set())
+        assert lost.signals == [("SIGKILL", t0)]       # no shutdown_grace for it
+        await world.until(lambda: len(world.processes) == 2 and world.processes[1].is_ready)
+        assert await fp.pool.execute("echo", {"value": 2}) == 2
+
+
 # -- heartbeats -------------------------------------------------------------------------------
 HB = dict(interval=1.0, timeout=1.0, max_missed=3)
 
@@ -281,6 +304,20 @@ async def test_a_cancelled_cooperative_tool_returns_its_worker_at_once(clock):
         await world.until(lambda: fp.stats()["available"] == 1)
         assert process.signals == []
         assert await fp.pool.execute("echo", {"value": 10}) == 10
+
+
+async def test_a_worker_unreachable_while_confirming_is_killed_at_once(clock):
+    world = World({"stuck": held(ignores_cancel=True)})
+    async with world.pool(size=1, cancel_grace=5.0, shutdown_grace=30.0) as fp:
+        process, worker = fp.current(), fp.slot().current
+        with pytest.raises(RequestTimeout):
+            await fp.pool.execute("stuck", timeout=1.0)
+        t0 = trio.current_time()
+        process.unreachable = True
+        await world.until(lambda: process.dead.is_set())
+        # SIGKILL at its next confirmation poll, long before cancel_grace or shutdown_grace.
+        assert process.signals == [("SIGKILL", pytest.approx(t0, abs=0.25))]
+        assert worker.exit_reason.startswith("unreachable while confirming")
 
 
 # -- dispatcher restarts ----------------------------------------------------------------------
