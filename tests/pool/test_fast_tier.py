@@ -10,9 +10,9 @@ import pytest
 import trio
 import trio.testing
 
-from fakes import World, answer, held, takes
+from fakes import ToolFailed, World, answer, held, takes
 from snakepit.config import HeartbeatConfig
-from snakepit.errors import RequestTimeout, WorkerCrashed
+from snakepit.errors import RequestTimeout, SnakepitError, WorkerCrashed
 from snakepit.pool.starter import DEGRADED_AFTER, backoff
 
 
@@ -107,6 +107,18 @@ async def test_a_stream_runs_on_the_fakes_too(clock):
             got = [(c.data, c.is_final) async for c in chunks]
         assert got == [(0, False), (1, False), (2, True)]
         assert fp.stats()["available"] == 1 and fp.stats()["errors"] == 0
+
+
+async def test_a_tool_error_returns_the_worker_at_once(clock):
+    def fail(args):
+        raise ToolFailed("tool", "no such thing")
+    world = World({"fail": answer(fail)})
+    async with world.pool(size=1) as fp:
+        with pytest.raises(SnakepitError, match="no such thing"):
+            await fp.pool.execute("fail")
+        assert fp.stats()["available"] == 1 and fp.stats()["errors"] == 1
+        assert await fp.pool.execute("echo", {"value": 3}) == 3
+        assert len(world.processes) == 1
 
 
 # -- recycling --------------------------------------------------------------------------------
