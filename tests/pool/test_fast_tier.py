@@ -185,6 +185,35 @@ async def test_max_requests_replaces_again_while_an_old_worker_drains(clock):
         assert await long.value() == "done"
 
 
+async def test_ttl_recycling_keeps_the_old_worker_while_its_replacement_fails(clock):
+    world = World()
+    async with world.pool(size=1, worker_ttl=5.0) as fp:
+        old = fp.current()
+        world.starts = ["fail", "fail"]
+        served = 0
+        while not (len(world.processes) == 4 and world.processes[3].is_ready):
+            assert await fp.pool.execute("echo", {"value": served}) == served
+            served += 1
+            await trio.sleep(0.5)         # a caller every half second, on the mock clock
+        assert [p.exit_code for p in world.processes[1:3]] == [1, 1]
+        assert old.signals and old.signals[0] == ("SIGTERM", old.died_at)
+        assert world.processes[3].ready_at <= old.died_at
+        assert old.served >= served - 1 and fp.stats()["errors"] == 0
+
+
+async def test_max_requests_callers_wait_while_the_replacement_backs_off(clock):
+    world = World()
+    async with world.pool(size=1, worker_max_requests=2, queue_timeout=10.0) as fp, \
+            trio.open_nursery() as nursery:
+        world.starts = ["fail", "fail"]
+        calls = [Call(nursery, fp, "echo", {"value": i}) for i in range(3)]
+        assert [await c.value() for c in calls] == [0, 1, 2]
+        assert [p.served for p in world.processes] == [2, 0, 0, 1]
+        third = world.processes[3]
+        assert third.spawned_at - world.processes[1].spawned_at == \
+            pytest.approx(backoff(1) + backoff(2))
+
+
 # -- drain ------------------------------------------------------------------------------------
 async def test_a_recycled_worker_drains_its_in_flight_work_first(clock):
     world = World()
@@ -302,6 +331,22 @@ async def test_a_timed_out_tool_not_confirmed_is_killed_at_cancel_grace(clock):
         assert await queued.value() == 9
         assert world.processes[1].served == 1
         assert fp.stats()["queue_timeouts"] == 0
+
+
+async def test_a_worker_at_its_limit_with_an_abandoned_tool_stops_once_it_confirms(clock):
+    world = World({"sync": takes(3.0, "late", ignores_cancel=True)})
+    async with world.pool(size=1, worker_max_requests=1, cancel_grace=10.0) as fp:
+        process = fp.current()
+        t0 = trio.current_time()
+        with pytest.raises(RequestTimeout):
+            await fp.pool.execute("sync", timeout=1.0)
+        assert await fp.pool.execute("echo", {"value": 1}) == 1   # on the replacement
+        await world.until(lambda: process.dead.is_set())
+        (tool,) = [c for c in world.calls if c.tool == "sync"]
+        assert tool.ended_at == pytest.approx(t0 + 3.0)
+        # Drained once the worker confirmed the tool ended; then stopped in order.
+        assert process.signals[0][0] == "SIGTERM"
+        assert tool.ended_at <= process.signals[0][1] <= tool.ended_at + 0.25
 
 
 async def test_a_cancelled_cooperative_tool_returns_its_worker_at_once(clock):
