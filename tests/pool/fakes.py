@@ -30,7 +30,10 @@ import itertools
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
+import outcome
+import pytest
 import trio
+import trio.testing
 
 from fake_worker import (FakeCall, FakeProcess, FakeTool, FakeTransport, ToolFailed, run_tool,
                          answer, held, takes)
@@ -41,7 +44,7 @@ from snakepit.pool.supervisor import pool_supervisor
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 __all__ = ["FakeCall", "FakePool", "FakeProcess", "FakeTool", "FakeTransport", "ToolFailed",
-           "World", "answer", "held", "takes"]
+           "World", "Call", "answer", "clock", "held", "takes"]
 
 POOL = "fake"
 UNTIL_TIMEOUT = 600.0     # trio seconds an `until` waits before it fails the test
@@ -190,3 +193,34 @@ class FakePool:
         worker = self.slot(n).current
         assert worker is not None
         return worker.process  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    """The fast tier's clock: time jumps whenever every task waits."""
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+class Call:
+    """A request run in the background; ``await value()`` is its result (or raises).
+
+        call = Call(nursery, fp, "hold")
+        ...
+        assert await call.value() == "done"
+    """
+
+    def __init__(self, nursery: trio.Nursery, fp: FakePool, tool: str,
+                 args: dict[str, Any] | None = None, **kw: Any) -> None:
+        self.done = trio.Event()
+        self.result: outcome.Outcome[Any] | None = None
+        nursery.start_soon(self._run, fp.pool, tool, args, kw)
+
+    async def _run(self, pool: Any, tool: str, args: dict[str, Any] | None,
+                   kw: dict[str, Any]) -> None:
+        self.result = await outcome.acapture(pool.execute, tool, args, **kw)
+        self.done.set()
+
+    async def value(self) -> Any:
+        await self.done.wait()
+        assert self.result is not None
+        return self.result.unwrap()
