@@ -12,7 +12,7 @@ import trio
 from fakes import Call, ToolFailed, World, answer, clock, takes  # noqa: F401  (clock: fixture)
 from snakepit.config import HeartbeatConfig
 from snakepit.errors import RequestTimeout, SnakepitError, WorkerCrashed
-from snakepit.pool.starter import DEGRADED_AFTER, backoff
+from snakepit.pool.starter import backoff
 
 
 # -- starts and restarts ----------------------------------------------------------------------
@@ -21,9 +21,9 @@ async def test_failed_starts_back_off_then_degrade_then_recover(clock):
     world.starts = ["fail"] * 5
     async with world.pool(size=1, ready=False) as fp:
         slot = fp.slot()
-        await world.until(lambda: slot.failures == DEGRADED_AFTER - 1)
+        await world.until(lambda: slot.failures == 2)
         assert fp.stats()["degraded"] == 0
-        await world.until(lambda: slot.failures == DEGRADED_AFTER)
+        await world.until(lambda: slot.failures == 3)           # ADR 0002: three in a row
         assert fp.stats()["degraded"] == 1 and slot.degraded
         assert fp.runtime.failed.is_set()            # the first failure is reported
         await fp.runtime.ready.wait()                # the sixth start succeeds
