@@ -5,8 +5,9 @@ failing to start is retried with capped exponential backoff and the slot is repo
 ``degraded`` after ``DEGRADED_AFTER`` failed starts in a row. Nothing a worker process does
 makes this task fail, so worker crashes never count against the supervisors above.
 
-Recycling happens here too, without a gap: the replacement starts first, joins the pool, then
-the old worker drains its in-flight requests and stops.
+Recycling happens here too, without a gap: the replacement starts first and joins the pool
+(the recycle is counted then), then the old worker drains its in-flight requests and stops, in
+the background, while this starter already watches the replacement.
 """
 
 from __future__ import annotations
