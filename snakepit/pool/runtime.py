@@ -101,7 +101,9 @@ class PoolRuntime:
     def _limit_reached(self, member: Member) -> None:
         """``worker_max_requests`` handed out: the slot's starter replaces the worker now."""
         slot = self.slots.get(member.id)
-        if slot is not None and slot.current is member:
+        # A worker still being started counts too: queued callers take its slots as it joins,
+        # before its starter makes it current, and it may reach the limit right there.
+        if slot is not None and (slot.current is member or slot.newest is member):
             slot.request_recycle("max_requests")
 
     def worker_restarting(self, worker: Worker) -> None:

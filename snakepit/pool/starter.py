@@ -5,8 +5,9 @@ failing to start is retried with capped exponential backoff and the slot is repo
 ``degraded`` after ``DEGRADED_AFTER`` failed starts in a row. Nothing a worker process does
 makes this task fail, so worker crashes never count against the supervisors above.
 
-Recycling happens here too, without a gap: the replacement starts first, joins the pool, then
-the old worker drains its in-flight requests and stops.
+Recycling happens here too, without a gap: the replacement starts first and joins the pool
+(the recycle is counted then), then the old worker drains its in-flight requests and stops, in
+the background, while this starter already watches the replacement.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Slot:
         self.id = slot_id
         self.incarnations = 0
         self.current: Worker | None = None
+        self.newest: Worker | None = None   # the last incarnation made; current once started
         self.failures = 0               # failed starts in a row
         self.last_error: SnakepitError | None = None
         self.recycle_reason: str | None = None
@@ -60,7 +62,8 @@ class Slot:
 
     def next_worker(self, runtime: "PoolRuntime") -> Worker:
         self.incarnations += 1
-        return Worker(runtime, self.id, self.incarnations)
+        self.newest = Worker(runtime, self.id, self.incarnations)
+        return self.newest
 
 
 async def _start(runtime: "PoolRuntime", slot: Slot, nursery: trio.Nursery) -> Worker | None:
@@ -123,7 +126,13 @@ async def _serve(runtime: "PoolRuntime", slot: Slot, worker: Worker,
             slot.request_recycle(reason or "recycle")
             continue
         slot.current = replacement
-        await _retire(runtime, worker, reason or "recycle")
+        reason = reason or "recycle"
+        drained = runtime.drain(worker, reason)    # out of rotation now
+        runtime.worker_recycled(worker, reason)    # counted as the replacement takes over
+        # The old worker drains in the background (up to request_timeout): the replacement may
+        # need replacing meanwhile (it can reach worker_max_requests while a long request holds
+        # the old one), and its callers must not wait behind that drain.
+        nursery.start_soon(_retire, runtime, worker, drained, reason)
         worker = replacement
 
 
@@ -132,10 +141,8 @@ async def _set_on(event: trio.Event, slot: Slot) -> None:
     slot.wake.set()
 
 
-async def _retire(runtime: "PoolRuntime", worker: Worker, reason: str) -> None:
-    drained = runtime.drain(worker, reason)
+async def _retire(runtime: "PoolRuntime", worker: Worker, drained: trio.Event,
+                  reason: str) -> None:
     with trio.move_on_after(runtime.config.request_timeout):
         await drained.wait()
     worker.stop(f"recycled ({reason})")
-    await worker.exited.wait()
-    runtime.worker_recycled(worker, reason)
