@@ -43,9 +43,12 @@ runtimes:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ruby ruby-grpc >/dev/null; \
 	else echo "ruby with grpc is missing and we are not root: Ruby worker tests will skip"; fi
 
+# Two test processes (pytest-xdist): the tests mostly wait on worker processes; a module's tests
+# stay in one process (module fixtures). `make test PYTEST_FLAGS=` runs them in one.
+PYTEST_FLAGS ?= -n 2 --dist loadfile
 test: $(TEST_STAMP) runtimes
 	$(PY) -m mypy snakepit snakepit_bridge
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_FLAGS)
 
 bench: $(TEST_STAMP)
 	$(PY) benchmarks/run_all.py
