@@ -2,6 +2,7 @@
 
     Application                     rest_for_one
     ├── process_registry            every OS pid we spawn; orphan sweep at start
+    ├── ray                         only with a RayPlacement: the Ray connection, the run's CA
     ├── sessions                    the SessionStore and its TTL sweeper
     ├── host_bridge                 the server workers call back into
     ├── pools                       one_for_one, one PoolSupervisor per configured pool
@@ -48,6 +49,7 @@ class HostContext:
         from snakepit_bridge.shm import run_prefix
         self.shm_prefix = run_prefix(self.run_id)   # names of this run's blob segments
         self.process_registry: Any = None
+        self.ray: Any = None             # snakepit.placement.ray.RayLink (a RayPlacement)
         from snakepit import telemetry
         self.telemetry = telemetry.hub
         self.sessions: Any = None        # the SessionStore (a child of the tree)
@@ -65,6 +67,11 @@ class HostContext:
         launch = LaunchContext(secret=self.secret, host_address=self.host_address,
                                shm_prefix=self.shm_prefix, log_level=self.config.log_level,
                                process_registry=self.process_registry)
+        if config.placement is not None:
+            from snakepit.placement.ray import RaySpawner
+            spawner = RaySpawner(self.ray, launch, config)
+            return PoolRuntime(config, spawn=spawner.spawn, connect=spawner.connect,
+                               emit=self.emit)
         return PoolRuntime(config, spawn=functools.partial(spawn_worker, launch, config),
                            connect=self.connect, emit=self.emit,
                            start_zygote=functools.partial(start_zygote, launch))
@@ -110,6 +117,8 @@ class Application:
         tree = otp.Supervisor([
             otp.ChildSpec(id="process_registry",
                           start=functools.partial(_process_registry, host)),
+            *([otp.ChildSpec(id="ray", start=functools.partial(_ray, host, placement))]
+              if (placement := self.config.remote_placement()) is not None else []),
             otp.ChildSpec(id="sessions", start=functools.partial(_sessions, host)),
             otp.ChildSpec(id="host_bridge", start=functools.partial(_host_bridge, host)),
             pools.child_spec("pools"),
@@ -244,9 +253,21 @@ async def _host_bridge(host: HostContext, *,
 
     host.host_services = HostServices(host.tools, host.sessions)
     async with trio.open_nursery() as nursery:
-        info = await nursery.start(run_host_bridge, host.secret, host.host_services)
+        remote = (host.ray.ca.host, host.ray.node_address) if host.ray is not None else None
+        info = await nursery.start(functools.partial(
+            run_host_bridge, host.secret, host.host_services, remote=remote))
         host.host_address = info.address
+        if host.ray is not None:
+            host.ray.host_address = info.remote_address
         task_status.started(info)
+
+
+async def _ray(host: HostContext, placement: Any, *,
+               task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    from snakepit.placement.ray import run_ray_link
+    async with trio.open_nursery() as nursery:
+        host.ray = await nursery.start(run_ray_link, placement)
+        task_status.started(host.ray)
 
 
 async def _sessions(host: HostContext, *,
