@@ -51,7 +51,7 @@ class WorkerActor:
         ``RuntimeError`` with its stderr."""
         import ray
 
-        address = ray.util.get_node_ip_address()
+        address = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         if address in ("", "0.0.0.0", "::"):
             raise RuntimeError(f"Ray reports no usable address for this node: {address!r}")
         read_fd, write_fd = os.pipe()

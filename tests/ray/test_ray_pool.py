@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import signal
@@ -76,9 +77,7 @@ async def test_leaving_async_with_stops_every_worker_process(ray_config):
 
 async def test_worker_port_refuses_a_call_without_secret_or_without_tls(ray_config):
     async with snakepit.start(ray_config(size=1)) as app:
-        worker = app.workers()[0]
         host = app._host
-        address = f"127.0.0.1:{worker['port']}" if "port" in worker else None
         pool = host.registry.whereis(("pool", "remote"))
         live = next(iter(pool.runtime.workers.values()))
         address = live.transport.address
@@ -130,6 +129,24 @@ async def test_worker_port_refuses_a_call_without_secret_or_without_tls(ray_conf
         with pytest.raises(grpc.RpcError) as info:
             await trio.to_thread.run_sync(plaintext_host)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_ray_connection_is_owned_only_when_the_app_made_it(ray_config, cluster):
+    import ray
+
+    assert not ray.is_initialized()
+    for _ in range(2):   # two apps one after the other: each connects and disconnects
+        async with snakepit.start(ray_config(size=1)) as app:
+            assert ray.is_initialized()
+            assert (await app.execute("where"))["pid"] == app.workers()[0]["pid"]
+        assert not ray.is_initialized()
+    await trio.to_thread.run_sync(functools.partial(ray.init, address=cluster.address))
+    try:
+        async with snakepit.start(ray_config(size=1)) as app:
+            assert (await app.execute("where"))["pid"] == app.workers()[0]["pid"]
+        assert ray.is_initialized()   # the user's connection: left open
+    finally:
+        ray.shutdown()
 
 
 HOST_SCRIPT = textwrap.dedent("""
