@@ -214,6 +214,10 @@ class PoolConfig:
         if self.preload:
             raise _fail("PoolConfig", "preload", self.preload,
                         "False with a RayPlacement (workers are started by their Ray actor)")
+        if self.worker_max_memory_mb is not None:
+            raise _fail("PoolConfig", "worker_max_memory_mb", self.worker_max_memory_mb,
+                        "None with a RayPlacement (the host cannot read a remote worker's "
+                        "memory; reserve it with RayPlacement(resources={'memory': ...}))")
 
     @property
     def resolved_transport(self) -> str:

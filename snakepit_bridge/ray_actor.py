@@ -67,12 +67,15 @@ class WorkerActor:
             threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
         line = _read_line(read_fd, startup_timeout)
         if line is None:
-            code = self._proc.poll()
+            try:   # EOF: it is exiting; a timeout: it is not
+                code: int | None = self._proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                code = None
             self.stop(0.0)
-            what = f"exited with code {code}" if code is not None else \
-                f"did not report ready within {startup_timeout} s"
-            raise RuntimeError(f"worker {what} before reporting ready; its stderr ends "
-                               f"with:\n" + "\n".join(self._tail))
+            what = f"exited with code {code} before reporting ready" if code is not None \
+                else f"did not report ready within {startup_timeout} s"
+            raise RuntimeError(f"worker {what}; its stderr ends with:\n" +
+                               "\n".join(self._tail))
         info = json.loads(line)
         return {"port": int(info["port"]), "pid": int(info.get("pid", self._proc.pid)),
                 "address": address, "node_id": ray.get_runtime_context().get_node_id(),

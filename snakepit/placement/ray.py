@@ -116,7 +116,9 @@ class RayWorkerProcess:
                 f"{timeout} s (no Ray node with room for it, or a slow start)",
                 details={"worker_id": self.worker_id}) from None
         except ray.exceptions.RayError as exc:
-            raise WorkerStartError(f"worker {self.worker_id} failed to start on Ray: {exc}",
+            # a RayTaskError carries the actor's own exception: that message, not Ray's trace
+            cause = getattr(exc, "cause", None) or exc
+            raise WorkerStartError(f"worker {self.worker_id} failed to start on Ray: {cause}",
                                    details={"worker_id": self.worker_id}) from None
         self.pid, self.node_id, self.address = ready["pid"], ready["node_id"], ready["address"]
         return Ready(port=ready["port"], pid=ready["pid"], info=ready["info"])

@@ -42,6 +42,7 @@ def test_placement_needs_python_grpc_workers_without_preload(tmp_path):
     assert snakepit.PoolConfig(placement=ray).resolved_transport == "grpc"
     for kw, field in (({"transport": "pipe"}, "PoolConfig.transport"),
                       ({"preload": True}, "PoolConfig.preload"),
+                      ({"worker_max_memory_mb": 100}, "PoolConfig.worker_max_memory_mb"),
                       ({"adapter": snakepit.adapters.NodeAdapter(script=tmp_path / "x.js")},
                        "PoolConfig.adapter"),
                       ({"placement": {"address": None}}, "PoolConfig.placement")):

@@ -149,6 +149,15 @@ async def test_ray_connection_is_owned_only_when_the_app_made_it(ray_config, clu
         ray.shutdown()
 
 
+async def test_a_worker_that_cannot_start_on_its_node_says_why(ray_config):
+    with pytest.raises(errors.WorkerStartError) as info:
+        async with snakepit.start(ray_config(size=1, adapter="ray_adapters:NoSuchAdapter")):
+            pass
+    message = str(info.value)
+    assert "remote-1" in message and "exited with code 3 before reporting ready" in message
+    assert "has no 'NoSuchAdapter'" in message    # the worker's own stderr, from its node
+
+
 HOST_SCRIPT = textwrap.dedent("""
     import json, sys, trio, snakepit
 
