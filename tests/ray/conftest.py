@@ -36,10 +36,9 @@ def import_ray():
     try:
         import ray
         import ray.cluster_utils  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Ray is not installed in CI (make test installs snakepit[ray]): {exc}")
-        pytest.skip(f"Ray is not installed (pip install 'snakepit[ray]'): {exc}")
+    except ImportError as exc:   # `make test` installs it wherever pip can
+        pytest.skip(f"Ray is not installed (pip install 'snakepit[ray]'; make test installs "
+                    f"it where it can be installed): {exc}")
     return ray
 
 

@@ -66,6 +66,35 @@ async def test_spread_lands_two_per_node_and_everything_works_through_it(ray_con
         telemetry.detach("ray-test")
 
 
+async def test_a_crashed_remote_worker_is_restarted_in_its_slot(ray_config):
+    async with snakepit.start(ray_config(size=2)) as app:
+        victim = app.workers()[0]
+        async with trio.open_nursery() as nursery:
+            failed = trio.Event()
+
+            async def in_flight():
+                with pytest.raises(errors.WorkerCrashed):
+                    await app.execute("sleep", {"seconds": 60.0}, session_id="pinned")
+                failed.set()
+
+            pinned = (await app.execute("where", session_id="pinned"))["pid"]
+            nursery.start_soon(in_flight)
+            with trio.fail_after(10):
+                while app.stats()["busy"] < 1:
+                    await trio.sleep(0.02)
+            os.kill(pinned, signal.SIGKILL)
+            with trio.fail_after(10):
+                await failed.wait()
+        with trio.fail_after(60):
+            while True:
+                now = {w["id"]: w for w in app.workers() if w["state"] == "ready"}
+                if len(now) == 2 and all(w["pid"] != pinned for w in now.values()):
+                    break
+                await trio.sleep(0.1)
+        assert now[victim["id"]]["node_id"] is not None
+        assert app.stats()["restarts"] >= 1
+
+
 async def test_leaving_async_with_stops_every_worker_process(ray_config):
     async with snakepit.start(ray_config(size=2)) as app:
         pids = [w["pid"] for w in app.workers()]
@@ -112,6 +141,19 @@ async def test_worker_port_refuses_a_call_without_secret_or_without_tls(ray_conf
             assert call(secure(), ((SECRET_HEADER, host.secret),)).message
 
         await trio.to_thread.run_sync(run_checks)
+
+        # a certificate of another run's CA: no connection, even with the right secret
+        from snakepit.placement.tls import RunCA
+        stranger = RunCA.create().host
+
+        def other_ca():
+            channel = grpc.secure_channel(address, stranger.channel_credentials(),
+                                          options=stranger.channel_options(TLS_WORKER_NAME))
+            return call(channel, ((SECRET_HEADER, host.secret),))
+
+        with pytest.raises(grpc.RpcError) as info:
+            await trio.to_thread.run_sync(other_ca)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
         # the host's listener for remote workers: TLS only too
         remote = host.ray.host_address
