@@ -70,9 +70,16 @@ async def run_ray_link(placement: RayPlacement, *,
     ray = import_ray()
     owned = not ray.is_initialized()
     if owned:
-        await trio.to_thread.run_sync(functools.partial(
-            ray.init, address=placement.address, logging_level=logging.WARNING,
-            configure_logging=False))
+        # In a thread, so the trio loop runs on and Ray installs no SIGTERM handler of its own
+        # (the application's signal handling stays); Ray warns about the latter: by design.
+        quiet = _DropMessage("SIGTERM handler is not set")
+        logging.getLogger("ray._private.worker").addFilter(quiet)
+        try:
+            await trio.to_thread.run_sync(functools.partial(
+                ray.init, address=placement.address, logging_level=logging.WARNING,
+                configure_logging=False))
+        finally:
+            logging.getLogger("ray._private.worker").removeFilter(quiet)
     try:
         address = ray.util.get_node_ip_address()
         if address in ("", "0.0.0.0", "::"):
@@ -85,6 +92,15 @@ async def run_ray_link(placement: RayPlacement, *,
         if owned:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(ray.shutdown)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
 
 
 class RayWorkerProcess:
