@@ -29,8 +29,11 @@ def _fail(field: str, value: Any, allowed: str) -> ConfigError:
 def _check_address(instance: Any, attribute: Any, value: Any) -> None:
     if value is None:
         return
-    allowed = "None (ray.init() as configured), 'auto', 'host:port' or 'ray://host:port'"
-    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+    # Ray Client ("ray://") is refused: the host must be a driver on a node, since the
+    # host's service for workers binds the address Ray reports for the host's own node.
+    allowed = "None (ray.init() as configured), 'auto' or 'host:port' of a Ray cluster"
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value) \
+            or value.startswith("ray://"):
         raise _fail("address", value, allowed)
 
 

@@ -29,6 +29,7 @@ def test_defaults_reserve_one_cpu_and_spread():
     ({"resources": ["GPU"]}, "RayPlacement.resources"),
     ({"address": ""}, "RayPlacement.address"),
     ({"address": 6379}, "RayPlacement.address"),
+    ({"address": "ray://head:10001"}, "RayPlacement.address"),
 ])
 def test_bad_placement_names_the_field(kw, field):
     with pytest.raises(ConfigError) as info:
