@@ -127,3 +127,17 @@ def test_inspect_shows_the_node_of_remote_workers_only():
     assert "node" not in table([worker])
     remote = table([worker, {**worker, "id": "p-2", "node_id": "a4d3a890dcc7b178db2f"}])
     assert "node" in remote and "a4d3a890" in remote and "a4d3a890d" not in remote
+
+
+def test_worker_refuses_a_non_loopback_bind_without_tls():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SNAKEPIT_SECRET": "s", "SNAKEPIT_BIND_HOST": "10.1.2.3"}
+    done = subprocess.run([sys.executable, "-m", "snakepit_bridge", "--adapter",
+                           "snakepit_bridge.adapters.showcase:ShowcaseAdapter"],
+                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert "SNAKEPIT_BIND_HOST='10.1.2.3' needs TLS material" in done.stderr
