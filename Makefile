@@ -6,7 +6,8 @@ PY     := $(VENV)/bin/python
 HASH   := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # What the demo and the examples need (snakepit and its runtime dependencies) ...
 STAMP  := $(VENV)/.installed-$(HASH)
-# ... and, for `make test` only, the test toolchain on top.
+# ... and, for `make test` only, the test toolchain on top (with the Ray extra: tests/ray runs a
+# real Ray cluster on loopback).
 TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 
 .PHONY: demo example test proto clean runtimes bench
@@ -21,7 +22,9 @@ $(STAMP): $(VENV)/bin/python pyproject.toml
 	touch $@
 
 $(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,ray]' || { \
+	  echo "WARNING: the ray extra cannot be installed here: tests/ray will skip"; \
+	  $(PY) -m pip install --quiet -e '.[test]'; }
 	rm -f $(VENV)/.installed-test-*
 	touch $@
 

@@ -13,7 +13,9 @@ and 64 concurrent callers; an 8 MB numpy array round trip (bytes without numpy);
 as many chunks as a warm-up stream says fit in that time; the table says so);
 startup of 16 and 100 workers, spawned and with ``preload=True`` (the
 zygote); idle memory per worker (PSS/USS of the 16-worker pools); fairness (8 workers x 20
-concurrent 0.5 s sleeps); telemetry overhead (paired runs, benchlib.telemetry_pairs).
+concurrent 0.5 s sleeps); telemetry overhead (paired runs, benchlib.telemetry_pairs); and
+workers on a second (loopback) Ray node against local gRPC workers (benchmarks/ray_bench.py,
+its own table: ping p50, ping throughput, startup of 8 workers, cleanup after a host kill -9).
 
 Every number is the median of ``--reps`` repetitions with min-max. A repetition is one
 measurement on an already running pool or executor (warmed up), except for startup, where each
@@ -102,6 +104,7 @@ class Results:
     latency_samples_ms: dict[str, list[list[float]]] = field(default_factory=dict)
     errors: list[dict[str, str]] = field(default_factory=list)
     sections: dict[str, dict[str, float]] = field(default_factory=dict)
+    tables: dict[str, str] = field(default_factory=dict)   # a section's own table (ray)
 
     def put(self, row: str, peer: str, values: list[float]) -> None:
         self.rows.setdefault(row, {})[peer] = summary(values)
@@ -574,6 +577,23 @@ def section_startup(p: Params, res: Results) -> None:
             startup_variant(n, transport, mode, p, res)
 
 
+def section_ray(p: Params, res: Results) -> None:
+    """benchmarks/ray_bench.py in its own process (its own Ray cluster): its table is printed
+    after this one; skipped, with the reason, where Ray is not installed."""
+    try:
+        import ray  # noqa: F401
+    except ImportError as exc:
+        res.tables["ray"] = f"Ray placement: not measured (pip install 'snakepit[ray]': {exc})"
+        return
+    out = HERE / "results" / f"ray_bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.json"
+    argv = [sys.executable, str(HERE / "ray_bench.py"), "--reps", str(p.reps), "--json",
+            str(out)] + (["--quick"] if p.n_lat == QUICK.n_lat else [])
+    done = subprocess.run(argv, cwd=HERE, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        res.errors.append({"peer": "ray", "rows": "ray", "error": f"exit {done.returncode}"})
+    res.tables["ray"] = done.stdout.strip()
+
+
 SECTIONS: dict[str, Callable[[Params, Results], None]] = {
     "floor": lambda p, res: section_async(FLOOR, pipe_echo, p, res, throughput=False),
     "pipe": lambda p, res: section_snakepit("pipe", p, res),
@@ -582,6 +602,7 @@ SECTIONS: dict[str, Callable[[Params, Results], None]] = {
     "mp": lambda p, res: section_executor(MP, mp_pool, p, res),
     "bare": lambda p, res: section_async(BARE, bare_peer, p, res),
     "startup": section_startup,
+    "ray": section_ray,
 }
 
 
@@ -800,7 +821,7 @@ def main() -> None:
         left = leftovers()
         if left:
             log(f"WARNING: {len(left)} child process(es) were still running: {left}")
-        report = table(res, p)
+        report = "\n\n".join([table(res, p), *res.tables.values()])
         print(report)
         out = HERE / "results" / f"run_all-{datetime.datetime.now():%Y%m%d-%H%M%S}.json"
         out.parent.mkdir(exist_ok=True)

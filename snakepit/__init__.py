@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from snakepit.api import App, Client, SyncStream, current_app, execute, run_as_script, start
     from snakepit.application import Application
     from snakepit.config import Config, HeartbeatConfig, PoolConfig, SessionConfig
+    from snakepit.placement import RayPlacement
     from snakepit.pool.pool import Chunk
 
 __version__ = "0.1.0"
@@ -40,10 +41,11 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     **{name: ("snakepit.config", name) for name in
        ("Config", "HeartbeatConfig", "PoolConfig", "SessionConfig")},
     "Chunk": ("snakepit.pool.pool", "Chunk"),
+    "RayPlacement": ("snakepit.placement", "RayPlacement"),
 }
 
 __all__ = ["__version__", "adapters", "otp", "telemetry", "App", "Application", "Chunk", "Client",
-           "Config", "HeartbeatConfig", "PoolConfig", "SessionConfig", "SyncStream",
+           "Config", "HeartbeatConfig", "PoolConfig", "RayPlacement", "SessionConfig", "SyncStream",
            "current_app", "execute", "run_as_script", "start", *_errors_all]
 
 

@@ -2,6 +2,7 @@
 
     Application                     rest_for_one
     ├── process_registry            every OS pid we spawn; orphan sweep at start
+    ├── ray                         only with a RayPlacement: the Ray connection, the run's CA
     ├── sessions                    the SessionStore and its TTL sweeper
     ├── host_bridge                 the server workers call back into
     ├── pools                       one_for_one, one PoolSupervisor per configured pool
@@ -34,6 +35,7 @@ from snakepit.pool.worker import Worker
 
 if TYPE_CHECKING:
     from snakepit.hostbridge.handler import HostServices
+    from snakepit.placement.ray import RayLink
     from snakepit.pool.process_registry import ProcessRegistry
     from snakepit.sessions import SessionStore
 
@@ -46,6 +48,7 @@ class BridgeHandle:
 
     address: str
     services: "HostServices"
+    remote_address: str = ""   # the TLS listener remote (Ray) workers call, when there is one
 
 
 # The names under which the application's children publish themselves in ``host.registry``
@@ -53,6 +56,7 @@ class BridgeHandle:
 PROCESS_REGISTRY = "process_registry"
 SESSIONS = "sessions"
 HOST_BRIDGE = "host_bridge"
+RAY = "ray"
 
 
 class HostContext:
@@ -82,6 +86,11 @@ class HostContext:
         return registry
 
     @property
+    def ray(self) -> "RayLink | None":
+        link: RayLink | None = self.registry.whereis(RAY)
+        return link
+
+    @property
     def bridge(self) -> BridgeHandle | None:
         handle: BridgeHandle | None = self.registry.whereis(HOST_BRIDGE)
         return handle
@@ -99,6 +108,13 @@ class HostContext:
                                host_address=bridge.address if bridge else "",
                                shm_prefix=self.shm_prefix, log_level=self.config.log_level,
                                process_registry=self.process_registry)
+        if config.placement is not None:
+            from snakepit.placement.ray import RaySpawner
+            assert self.ray is not None, "the ray child starts before the pools"
+            remote = attrs.evolve(launch, host_address=bridge.remote_address if bridge else "")
+            spawner = RaySpawner(self.ray, remote, config)
+            return PoolRuntime(config, spawn=spawner.spawn, connect=spawner.connect,
+                               emit=self.emit)
         return PoolRuntime(config, spawn=functools.partial(spawn_worker, launch, config),
                            connect=self.connect, emit=self.emit,
                            start_zygote=functools.partial(start_zygote, launch))
@@ -145,6 +161,8 @@ class Application:
         tree = otp.Supervisor([
             otp.ChildSpec(id="process_registry",
                           start=functools.partial(_process_registry, host)),
+            *([otp.ChildSpec(id="ray", start=functools.partial(_ray, host, placement))]
+              if (placement := self.config.remote_placement()) is not None else []),
             otp.ChildSpec(id="sessions", start=functools.partial(_sessions, host)),
             otp.ChildSpec(id="host_bridge", start=functools.partial(_host_bridge, host)),
             pools.child_spec("pools"),
@@ -279,9 +297,23 @@ async def _host_bridge(host: HostContext, *,
 
     services = HostServices(host.tools, host.sessions)
     async with trio.open_nursery() as nursery:
-        info = await nursery.start(run_host_bridge, host.secret, services)
-        with host.registry.register(HOST_BRIDGE, BridgeHandle(info.address, services)):
+        link = host.ray
+        remote = (link.ca.host, link.node_address) if link is not None else None
+        info = await nursery.start(functools.partial(
+            run_host_bridge, host.secret, services, remote=remote))
+        with host.registry.register(HOST_BRIDGE, BridgeHandle(info.address, services,
+                                                              info.remote_address)):
             task_status.started(info)
+            await trio.sleep_forever()
+
+
+async def _ray(host: HostContext, placement: Any, *,
+               task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    from snakepit.placement.ray import run_ray_link
+    async with trio.open_nursery() as nursery:
+        link = await nursery.start(run_ray_link, placement)
+        with host.registry.register(RAY, link):
+            task_status.started(link)
             await trio.sleep_forever()
 
 

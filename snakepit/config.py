@@ -19,6 +19,7 @@ from typing import Any, Callable
 import attrs
 
 from snakepit.errors import ConfigError
+from snakepit.placement.spec import RayPlacement
 
 _ADAPTER_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -161,8 +162,11 @@ class PoolConfig:
     transport: str = attrs.field(default="auto", validator=_choice("PoolConfig", "auto", "grpc",
                                                                      "pipe"))
     preload: bool = attrs.field(default=False)
+    # None: local worker processes; a RayPlacement: Ray actors on a cluster's nodes (ADR 0006)
+    placement: RayPlacement | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
+        self._check_placement()
         if self.python is not None and (not isinstance(self.python, str) or not self.python):
             raise _fail("PoolConfig", "python", self.python,
                         "a path or command name of a Python interpreter, or None")
@@ -194,9 +198,33 @@ class PoolConfig:
             raise _fail("HeartbeatConfig", "timeout", self.heartbeat.timeout,
                         f"a number of seconds >= interval ({self.heartbeat.interval})")
 
+    def _check_placement(self) -> None:
+        if self.placement is None:
+            return
+        if not isinstance(self.placement, RayPlacement):
+            raise _fail("PoolConfig", "placement", self.placement, "None or a RayPlacement")
+        from snakepit.adapters.python import PythonAdapter
+        if not isinstance(self.adapter, (str, PythonAdapter)):
+            raise _fail("PoolConfig", "adapter", self.adapter, "a Python adapter with a "
+                        "RayPlacement (only Python workers speak TLS to a remote host)")
+        if self.transport == "pipe":
+            raise _fail("PoolConfig", "transport", self.transport,
+                        "'grpc' or 'auto' with a RayPlacement (a pipe does not reach another "
+                        "node)")
+        if self.preload:
+            raise _fail("PoolConfig", "preload", self.preload,
+                        "False with a RayPlacement (workers are started by their Ray actor)")
+        if self.worker_max_memory_mb is not None:
+            raise _fail("PoolConfig", "worker_max_memory_mb", self.worker_max_memory_mb,
+                        "None with a RayPlacement (the host cannot read a remote worker's "
+                        "memory; reserve it with RayPlacement(resources={'memory': ...}))")
+
     @property
     def resolved_transport(self) -> str:
-        """``transport`` with "auto" decided: "pipe" if the adapter speaks it, else "grpc"."""
+        """``transport`` with "auto" decided: "pipe" if the adapter speaks it, else "grpc"
+        (always "grpc" with a remote placement)."""
+        if self.placement is not None:
+            return "grpc"
         if self.transport != "auto":
             return self.transport
         adapter = self.adapter
@@ -270,8 +298,17 @@ class Config:
             seen.add(pool.name)
         if not isinstance(self.sessions, SessionConfig):
             raise _fail("Config", "sessions", self.sessions, "a SessionConfig")
+        ray_addresses = {p.placement.address for p in self.pools if p.placement is not None}
+        if len(ray_addresses) > 1:   # one process talks to one Ray cluster
+            raise _fail("Config", "pools", sorted(map(str, ray_addresses)),
+                        "pools whose RayPlacement.address is the same (one Ray cluster per "
+                        "application)")
         if self.state_dir is not None and not isinstance(self.state_dir, (str, os.PathLike)):
             raise _fail("Config", "state_dir", self.state_dir, "a directory path or None")
+
+    def remote_placement(self) -> RayPlacement | None:
+        """The RayPlacement the pools share, if any pool has one."""
+        return next((p.placement for p in self.pools if p.placement is not None), None)
 
     def pool(self, name: str) -> PoolConfig:
         for pool in self.pools:
@@ -321,6 +358,9 @@ class Config:
                 from snakepit.adapters.from_table import adapter_from_table
                 raw["adapter"] = adapter_from_table(raw["adapter"], f"{where}: pools[{i}].adapter",
                                                     Path(base_dir or "."))
+            if "placement" in raw:
+                raw["placement"] = placement_from_table(raw["placement"],
+                                                        f"{where}: pools[{i}].placement")
             if "heartbeat" in raw:
                 raw["heartbeat"] = build_table(HeartbeatConfig, raw["heartbeat"],
                                           f"{where}: pools[{i}].heartbeat")
@@ -328,6 +368,19 @@ class Config:
         if "sessions" in data:
             data["sessions"] = build_table(SessionConfig, data["sessions"], f"{where}: sessions")
         return build_table(cls, {**data, "pools": pools}, where)  # type: ignore[no-any-return]
+
+
+def placement_from_table(raw: Any, where: str) -> RayPlacement:
+    """A ``[pools.placement]`` table: ``kind = "ray"`` and RayPlacement's keys."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table, got {raw!r}")
+    raw = dict(raw)
+    kind = raw.pop("kind", None)
+    if kind != "ray":
+        raise ConfigError(f"{where}.kind must be 'ray', got {kind!r}",
+                          details={"field": f"{where}.kind", "value": repr(kind),
+                                   "allowed": "'ray'"})
+    return build_table(RayPlacement, raw, where)  # type: ignore[no-any-return]
 
 
 def build_table(klass: type, raw: Any, where: str) -> Any:

@@ -11,8 +11,8 @@ import logging
 import os
 import sys
 
-from snakepit_bridge.protocol import (EXIT_INIT, EXIT_USAGE, GRPC_FORK_SUPPORT_ENV, SECRET_ENV,
-                                      THREAD_LIMIT_VARS)
+from snakepit_bridge.protocol import (BIND_HOST_ENV, EXIT_INIT, EXIT_USAGE,
+                                      GRPC_FORK_SUPPORT_ENV, SECRET_ENV, THREAD_LIMIT_VARS)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     if not secret:
         print(f"{SECRET_ENV} is not set: a worker needs the host's per-run secret in its "
               "environment", file=sys.stderr)
+        return EXIT_USAGE
+    from snakepit_bridge.tls import Tls
+    try:
+        tls = Tls.pop_env(os.environ)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    bind_host = os.environ.pop(BIND_HOST_ENV, "") or "127.0.0.1"
+    if bind_host != "127.0.0.1" and tls is None:
+        print(f"{BIND_HOST_ENV}={bind_host!r} needs TLS material in the environment: a worker "
+              "serves plaintext on 127.0.0.1 only", file=sys.stderr)
         return EXIT_USAGE
     level = logging.CRITICAL + 1 if args.log_level == "none" else args.log_level.upper()
     logging.basicConfig(level=level, stream=sys.stderr,
@@ -94,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                    host_address=args.host_address, max_concurrency=args.max_concurrency,
                    heartbeat_interval=args.heartbeat_interval,
                    heartbeat_timeout=args.heartbeat_timeout, dependent=not args.no_dependent,
-                   shutdown_grace=args.shutdown_grace, secret=secret, pipe_fd=args.pipe_fd)
+                   shutdown_grace=args.shutdown_grace, secret=secret, pipe_fd=args.pipe_fd,
+                   tls=tls, bind_host=bind_host)
     code = asyncio.run(serve(adapter, opts))
     sys.stdout.flush()
     sys.stderr.flush()

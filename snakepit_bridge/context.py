@@ -80,8 +80,9 @@ class Cancellation:
 class HostClient:
     """The worker's channel to the host's HostService (created on first use)."""
 
-    def __init__(self, address: str, secret: str, worker_id: str) -> None:
+    def __init__(self, address: str, secret: str, worker_id: str, tls: Any = None) -> None:
         self.address, self.worker_id = address, worker_id
+        self._tls = tls    # snakepit_bridge.tls.Tls: a remote placement's host service
         self._metadata = ((SECRET_HEADER, secret),)
         self._stub: Any = None
         self._lock = threading.Lock()
@@ -94,8 +95,15 @@ class HostClient:
             if self._stub is None:
                 import grpc
                 from snakepit_bridge.proto import bridge_pb2_grpc
-                channel = grpc.insecure_channel(self.address,
-                                                options=list(GRPC_MESSAGE_OPTIONS))
+                if self._tls is not None:
+                    from snakepit_bridge.protocol import TLS_HOST_NAME
+                    channel = grpc.secure_channel(
+                        self.address, self._tls.channel_credentials(),
+                        options=[*GRPC_MESSAGE_OPTIONS,
+                                 *self._tls.channel_options(TLS_HOST_NAME)])
+                else:
+                    channel = grpc.insecure_channel(self.address,
+                                                    options=list(GRPC_MESSAGE_OPTIONS))
                 self._stub = bridge_pb2_grpc.HostServiceStub(channel)  # type: ignore[no-untyped-call]
             return self._stub
 

@@ -28,9 +28,23 @@ GRPC_FORK_SUPPORT_ENV = "GRPC_ENABLE_FORK_SUPPORT"
 THREAD_LIMIT_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                      "NUMEXPR_NUM_THREADS")
 
+#: A remote placement (Ray): the address the worker's server binds (the one Ray reports for its
+#: node; without it, 127.0.0.1), and the TLS material it serves and calls the host with (PEM
+#: text of the per-run CA, this worker's certificate and key). The worker removes them all from
+#: its environment before user code runs.
+BIND_HOST_ENV = "SNAKEPIT_BIND_HOST"
+TLS_CA_ENV = "SNAKEPIT_TLS_CA"
+TLS_CERT_ENV = "SNAKEPIT_TLS_CERT"
+TLS_KEY_ENV = "SNAKEPIT_TLS_KEY"
+
 # -- authentication -------------------------------------------------------------------------
 #: gRPC call metadata key carrying the per-run secret (both services; pipe frames carry none).
 SECRET_HEADER = "x-snakepit-secret"
+#: The names in the per-run certificates (TLS, remote placements only): a worker's server
+#: certificate and the host's. Callers check the peer's certificate against the per-run CA and
+#: this name (not the peer's address, which only Ray knows when the certificates are made).
+TLS_WORKER_NAME = "snakepit-worker"
+TLS_HOST_NAME = "snakepit-host"
 
 # -- size limits ----------------------------------------------------------------------------
 #: Largest gRPC message either side sends or accepts.

@@ -1,5 +1,8 @@
 """The gRPC carrier: a grpc.aio WorkerService on 127.0.0.1:0 over the worker core.
 
+With TLS material (a remote placement) it binds ``bind_host`` (the address Ray reports for the
+node) instead and serves mutual TLS with the per-run CA; without it, loopback only.
+
     carrier = GrpcCarrier(secret, host=HostClient(address, secret, worker_id))
     port = await carrier.start(core, lifetime)    # serving; report the port
     await carrier.stop(grace=5.0)
@@ -23,6 +26,7 @@ from snakepit_bridge.lifetime import Lifetime
 from snakepit_bridge.proto import bridge_pb2 as pb
 from snakepit_bridge.proto import bridge_pb2_grpc as pbg
 from snakepit_bridge.protocol import GRPC_MESSAGE_OPTIONS, SECRET_HEADER
+from snakepit_bridge.tls import Tls, host_port
 
 SERVER_OPTIONS = [*GRPC_MESSAGE_OPTIONS, ("grpc.so_reuseport", 0)]
 
@@ -111,9 +115,18 @@ class GrpcCarrier:
 
     transport = "grpc"
 
-    def __init__(self, secret: str, host: HostCaller | None) -> None:
+    def __init__(self, secret: str, host: HostCaller | None, *, tls: Tls | None = None,
+                 bind_host: str = "127.0.0.1") -> None:
+        if tls is None and bind_host != "127.0.0.1":
+            # plaintext never leaves loopback
+            raise ValueError(f"bind_host {bind_host!r} needs TLS material; without it a "
+                             f"worker serves on 127.0.0.1 only")
+        if bind_host in ("", "0.0.0.0", "::"):
+            raise ValueError(f"bind_host must be one address, got {bind_host!r}")
         self._secret = secret
         self._host = host
+        self._tls = tls
+        self._bind_host = bind_host
         self._server: Any = None
 
     @property
@@ -125,7 +138,9 @@ class GrpcCarrier:
                                        interceptors=[_Auth(self._secret)])
         pbg.add_WorkerServiceServicer_to_server(  # type: ignore[no-untyped-call]
             WorkerServicer(core), self._server)
-        port: int = self._server.add_insecure_port("127.0.0.1:0")
+        where = host_port(self._bind_host, 0)
+        port: int = self._server.add_secure_port(where, self._tls.server_credentials()) \
+            if self._tls is not None else self._server.add_insecure_port(where)
         await self._server.start()
         return port
 

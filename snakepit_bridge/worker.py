@@ -25,6 +25,7 @@ from snakepit_bridge.dispatch import maybe_await
 from snakepit_bridge.lifetime import Lifetime, LifetimeConfig, ready_line, report_ready
 from snakepit_bridge.proto import bridge_pb2 as pb
 from snakepit_bridge.protocol import EXIT_INIT, HOST_PROBE_TIMEOUT
+from snakepit_bridge.tls import Tls
 
 log = logging.getLogger("snakepit_bridge")
 
@@ -42,6 +43,8 @@ class Options:
     secret: str
     language: str = "python"
     pipe_fd: int | None = None    # serve Frames on this socket instead of a gRPC server
+    tls: Tls | None = None        # a remote placement: mutual TLS both ways ...
+    bind_host: str = "127.0.0.1"  # ... on the address Ray reports for this node
 
 
 class Carrier(Protocol):
@@ -67,8 +70,8 @@ def carrier_for(opts: Options) -> Carrier:
         return PipeServer(opts.pipe_fd, opts.worker_id)
     from snakepit_bridge.server import GrpcCarrier
     return GrpcCarrier(opts.secret, host=HostClient(opts.host_address, opts.secret,
-                                                    opts.worker_id)
-                       if opts.host_address else None)
+                                                    opts.worker_id, tls=opts.tls)
+                       if opts.host_address else None, tls=opts.tls, bind_host=opts.bind_host)
 
 
 async def serve(adapter: BaseAdapter, opts: Options) -> int:

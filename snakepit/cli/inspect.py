@@ -75,6 +75,9 @@ POOL_COLUMNS = {"workers": "workers", "available": "avail", "busy": "busy", "que
                 "restarts": "restart", "recycled": "recycl"}
 
 
+NODE_ID_CHARS = 8
+
+
 def render(snap: dict[str, Any], detailed: bool, advice: bool) -> Group:
     parts: list[Any] = []
     head = Table(title=f"snakepit instance {snap['instance']!r} (pid {snap['pid']}, "
@@ -91,11 +94,17 @@ def render(snap: dict[str, Any], detailed: bool, advice: bool) -> Group:
         workers = Table(title="workers", box=box.SIMPLE_HEAD, collapse_padding=True,
                         pad_edge=False)
         workers.add_column("id", overflow="fold")
-        for c in ("pid", "state", "in_flight", "requests", "rss MB", "uptime s"):
-            workers.add_column(c, justify="left" if c == "state" else "right", no_wrap=True)
+        # The Ray node a worker runs on (a RayPlacement), by the first NODE_ID_CHARS of its
+        # id (the JSON format has it whole); the column shows only when a worker is remote.
+        remote = any(w.get("node_id") for p in snap["pools"] for w in p.get("workers", []))
+        for c in ("pid", *(("node",) if remote else ()), "state", "in_flight", "requests",
+                  "rss MB", "uptime s"):
+            workers.add_column(c, justify="left" if c in ("state", "node") else "right",
+                               no_wrap=True)
         for pool in snap["pools"]:
             for w in pool.get("workers", []):
-                workers.add_row(w["id"], str(w["pid"]), w["state"], str(w["in_flight"]),
+                node = ((w.get("node_id") or "-")[:NODE_ID_CHARS],) if remote else ()
+                workers.add_row(w["id"], str(w["pid"]), *node, w["state"], str(w["in_flight"]),
                                 str(w["requests"]),
                                 f"{w['rss'] / 2**20:.1f}" if w.get("rss") else "-",
                                 f"{w['uptime']:.0f}" if w.get("uptime") else "-")

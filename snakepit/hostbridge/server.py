@@ -29,6 +29,7 @@ THREADS = 16
 class HostBridgeInfo:
     address: str
     port: int
+    remote_address: str = ""   # the TLS listener for remote workers, when there is one
 
 
 class HostHandler(Protocol):
@@ -125,10 +126,13 @@ class _Servicer(pbg.HostServiceServicer):  # type: ignore[misc]
         return pb.HostHeartbeat(seq=request.seq, timestamp=time.time())
 
 
-async def run_host_bridge(secret: str, handler: Any = None, *,
+async def run_host_bridge(secret: str, handler: Any = None, *, remote: Any = None,
                           task_status: trio.TaskStatus[HostBridgeInfo] =
                           trio.TASK_STATUS_IGNORED) -> None:
-    """Serve HostService until cancelled; reports the bound address once listening."""
+    """Serve HostService until cancelled; reports the bound address once listening.
+
+    ``remote``: (``snakepit_bridge.tls.Tls``, node address) for a remote placement: the same
+    service also listens there, with mutual TLS (never on 0.0.0.0)."""
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(
         max_workers=THREADS, thread_name_prefix="snakepit-hostbridge"),
         interceptors=[_Auth(secret)],
@@ -136,9 +140,17 @@ async def run_host_bridge(secret: str, handler: Any = None, *,
     pbg.add_HostServiceServicer_to_server(  # type: ignore[no-untyped-call]
         _Servicer(handler or NoHostServices(), trio.lowlevel.current_trio_token()), server)
     port = server.add_insecure_port("127.0.0.1:0")
+    remote_address = ""
+    if remote is not None:
+        from snakepit_bridge.tls import host_port
+        tls, node_address = remote
+        remote_port = server.add_secure_port(host_port(node_address, 0),
+                                             tls.server_credentials())
+        remote_address = host_port(node_address, remote_port)
     server.start()
     try:
-        task_status.started(HostBridgeInfo(address=f"127.0.0.1:{port}", port=port))
+        task_status.started(HostBridgeInfo(address=f"127.0.0.1:{port}", port=port,
+                                           remote_address=remote_address))
         await trio.sleep_forever()
     finally:
         # Handlers blocked in from_thread.run need this thread free: stop in a worker thread.

@@ -258,11 +258,12 @@ class Worker:
 
     def info(self) -> dict[str, Any]:
         rss = None
-        if self.pid is not None and self.alive:
+        node_id = getattr(self.process, "node_id", None)   # Ray's node id; None: this host
+        if self.pid is not None and self.alive and node_id is None:
             rss = self.runtime.rss(self.pid)
         return {
             "id": self.id, "key": self.key, "incarnation": self.incarnation, "pid": self.pid,
             "state": self.state, "capacity": self.capacity, "in_flight": self.in_flight,
             "requests": self.requests, "started_at": self.started_at, "rss": rss,
-            "missed_heartbeats": self.missed_heartbeats,
+            "missed_heartbeats": self.missed_heartbeats, "node_id": node_id,
         }

@@ -61,10 +61,19 @@ class _End:
 
 
 class GrpcTransport:
-    def __init__(self, address: str, secret: str) -> None:
+    def __init__(self, address: str, secret: str, *, tls: tuple[Any, str] | None = None
+                 ) -> None:
+        """``tls``: (a ``snakepit_bridge.tls.Tls``, the name the worker's certificate must
+        have): mutual TLS for a worker of a remote placement; None: plaintext on loopback."""
         self.address = address
         self._metadata = ((SECRET_HEADER, secret),)
-        self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        if tls is not None:
+            creds, name = tls
+            self._channel = grpc.secure_channel(
+                address, creds.channel_credentials(),
+                options=[*CHANNEL_OPTIONS, *creds.channel_options(name)])
+        else:
+            self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self._stub = pbg.WorkerServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._token = trio.lowlevel.current_trio_token()
         self._closed = False
