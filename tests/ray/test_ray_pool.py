@@ -156,7 +156,7 @@ async def test_worker_port_refuses_a_call_without_secret_or_without_tls(ray_conf
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
         # the host's listener for remote workers: TLS only too
-        remote = host.ray.host_address
+        remote = host.bridge.remote_address
         assert remote and not remote.startswith("0.0.0.0")
 
         def plaintext_host():
