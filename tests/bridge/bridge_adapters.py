@@ -86,3 +86,20 @@ class SessionAdapter(BaseAdapter):
     @tool
     def session_metadata(self, session_id: str):
         return self.started.get(session_id, "never started")
+
+
+class ModulesAdapter(BaseAdapter):
+    """Says which modules its worker process has imported (for the lazy-import checks)."""
+
+    @tool
+    def add(self, a: int, b: int) -> int:
+        return a + b
+
+    @tool
+    def loaded_modules(self) -> list:
+        import sys
+        return sorted(sys.modules)
+
+    @tool
+    def array_sum(self, array):
+        return float(array.sum())
