@@ -103,3 +103,20 @@ class ModulesAdapter(BaseAdapter):
     @tool
     def array_sum(self, array):
         return float(array.sum())
+
+
+class StreamAdapter(BaseAdapter):
+    """Streams for the batching checks of the pipe carrier."""
+
+    @tool
+    async def counted(self, n: int, meta: bool = False):
+        from snakepit_bridge import StreamChunk
+        for i in range(n):
+            yield StreamChunk(data=i, metadata={"i": str(i)}) if meta else i
+
+    @tool
+    async def one_then_wait(self, seconds: float):
+        import asyncio
+        yield "first"
+        await asyncio.sleep(seconds)
+        yield "second"
