@@ -271,8 +271,10 @@ class PipeServer:
             self.credits.pop(fid, None)
             if not producer.done():
                 producer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await producer
+                # until its generator is closed; wait() does not swallow a cancel of ours
+                await asyncio.wait([producer])
+            if not producer.cancelled():
+                producer.exception()   # retrieved: raised above, or our own error came first
 
     async def _pull(self, request: pb.ExecuteRequest, credit: _Credit, batch: "_Batch"
                     ) -> None:

@@ -12,9 +12,10 @@ each.
 One thread step pulls items until it holds ``MAX_ITEMS`` items or ``MAX_BYTES`` of converted
 items, ``stop`` is set (the stream was cancelled or has finished), an item is the ``last`` one,
 or the generator ends or raises (the end and the exception are items too: ``END`` and a
-:class:`Raised`). The generator runs ahead of its consumer by at most one step's items. The loop is woken only when it waits
-for an item, so a lone item reaches it at once and a fast generator's items arrive in batches.
-Memory stays bounded: a consumer that does not take items stops the next step from starting.
+:class:`Raised`). The loop is woken only when it waits for an item, so a lone item reaches it
+at once and a fast generator's items arrive in batches. Only the consumer starts a step, so it
+bounds how far the generator runs ahead (the stream starts the next step when it takes a batch:
+at most two steps ahead).
 """
 
 from __future__ import annotations
