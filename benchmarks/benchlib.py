@@ -4,6 +4,7 @@ paired telemetry measurement (used by run_all.py and telemetry_overhead.py)."""
 from __future__ import annotations
 
 import statistics
+import subprocess
 from typing import Any, Awaitable, Callable
 
 import trio
@@ -21,6 +22,17 @@ def pool_config(size: int, transport: str = "grpc", state_dir: str = STATE,
         snakepit.PoolConfig(name="default", size=size, transport=transport,
                             startup_batch_size=size, startup_batch_delay=0.0,
                             startup_timeout=max(60.0, 1.5 * size), **extra)])
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """Terminate ``proc`` (killed after 10 s) and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def summary(values: list[float]) -> dict[str, Any]:

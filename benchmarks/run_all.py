@@ -13,9 +13,11 @@ and 64 concurrent callers; an 8 MB numpy array round trip (bytes without numpy);
 as many chunks as a warm-up stream says fit in that time; the table says so);
 startup of 16 and 100 workers, spawned and with ``preload=True`` (the
 zygote); idle memory per worker (PSS/USS of the 16-worker pools); fairness (8 workers x 20
-concurrent 0.5 s sleeps); telemetry overhead (paired runs, benchlib.telemetry_pairs); and
-workers on a second (loopback) Ray node against local gRPC workers (benchmarks/ray_bench.py,
-its own table: ping p50, ping throughput, startup of 8 workers, cleanup after a host kill -9).
+concurrent 0.5 s sleeps); telemetry overhead (paired runs, benchlib.telemetry_pairs); one
+worker process from spawn to ready with its imports before ready, and ``import snakepit``
+beside the peers' library imports (``-X importtime``, importtime.py); and workers on a second
+(loopback) Ray node against local gRPC workers (benchmarks/ray_bench.py, its own table: ping
+p50, ping throughput, startup of 8 workers, cleanup after a host kill -9).
 
 Every number is the median of ``--reps`` repetitions with min-max. A repetition is one
 measurement on an already running pool or executor (warmed up), except for startup, where each
@@ -50,7 +52,8 @@ import psutil
 import trio
 
 import snakepit
-from benchlib import drive, pool_config, summary, telemetry_pairs
+from benchlib import drive, pool_config, stop_process, summary, telemetry_pairs
+from importtime import library_import_ms, worker_start
 
 try:
     import numpy as np
@@ -223,16 +226,6 @@ class BarePeer:
 
     def stream(self, n: int) -> Any:
         return self._first.stream(self._request("ping_stream", {"count": n}))
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def spawn_bare_worker(procs: list[subprocess.Popen[bytes]]) -> int:
@@ -463,6 +456,7 @@ async def fairness(app: Any) -> float:
     return time.perf_counter() - t
 
 
+IMPORT_ROWS = ["worker_ready_ms", "worker_imports_ms", "library_import_ms"]
 EXTRA_ROWS = ["telemetry_none", "telemetry_handler", "telemetry_overhead", "fairness"]
 
 
@@ -594,6 +588,27 @@ def section_ray(p: Params, res: Results) -> None:
     res.tables["ray"] = done.stdout.strip()
 
 
+# what a user imports to get each peer's pool (snakepit: any transport, shown under pipe)
+LIBRARY_IMPORTS = {PIPE: "import snakepit",
+                   PPE: "from concurrent.futures import ProcessPoolExecutor",
+                   MP: "import multiprocessing.pool", BARE: "import grpc"}
+
+
+def section_imports(p: Params, res: Results) -> None:
+    """One worker process from spawn to ready (and its imports before ready), and the import
+    of each peer's library, interleaved per repetition (benchmarks/importtime.py)."""
+    starts = {PIPE: "pipe", GRPC: "grpc", FLOOR: "floor"}
+    with guard(res, PIPE, IMPORT_ROWS):
+        runs = [({peer: worker_start(how) for peer, how in starts.items()},
+                 {peer: library_import_ms(stmt) for peer, stmt in LIBRARY_IMPORTS.items()})
+                for _ in range(p.reps)]
+        for peer in starts:
+            res.put("worker_ready_ms", peer, [w[peer][0] for w, _ in runs])
+            res.put("worker_imports_ms", peer, [w[peer][1] for w, _ in runs])
+        for peer in LIBRARY_IMPORTS:
+            res.put("library_import_ms", peer, [lib[peer] for _, lib in runs])
+
+
 SECTIONS: dict[str, Callable[[Params, Results], None]] = {
     "floor": lambda p, res: section_async(FLOOR, pipe_echo, p, res, throughput=False),
     "pipe": lambda p, res: section_snakepit("pipe", p, res),
@@ -602,6 +617,7 @@ SECTIONS: dict[str, Callable[[Params, Results], None]] = {
     "mp": lambda p, res: section_executor(MP, mp_pool, p, res),
     "bare": lambda p, res: section_async(BARE, bare_peer, p, res),
     "startup": section_startup,
+    "imports": section_imports,
     "ray": section_ray,
 }
 
@@ -662,6 +678,14 @@ def rows(p: Params) -> list[Row]:
         what = "preload=True" if mode == "preload" else mode
         out.append(Row(f"startup_{n}_{mode}", f"{n} workers ready, s ({what})", ".2f",
                        targets=both(f"<= {bound:g} s", "<=", bound) if n == 100 else ()))
+    out += [
+        Row("worker_ready_ms", "one worker process ready, ms (showcase; floor: an interpreter "
+            "that reports ready at once)", ".0f", VS_FLOOR),
+        Row("worker_imports_ms", "its imports before ready, ms (-X importtime, top level)",
+            ".0f", VS_FLOOR),
+        Row("library_import_ms", "library import, ms (-X importtime): `import snakepit` "
+            "(under pipe), concurrent.futures, multiprocessing.pool, grpc", ".1f",
+            ((PIPE, PPE), (PIPE, MP)))]
     n = p.mem_workers
     for kind in ("pss", "uss"):
         out += [Row(f"{kind}_spawned", f"idle worker {kind.upper()}, MB ({n} workers; "

@@ -14,8 +14,7 @@ async def main() -> None:
             task = progress.add_task("working", total=20)
             async with app.stream("stream_progress", {"steps": 20, "delay_ms": 20}) as chunks:
                 async for chunk in chunks:
-                    if chunk.data:
-                        progress.update(task, completed=chunk.data["step"])
+                    progress.update(task, completed=chunk.data["step"])
         # Leaving a stream early stops the producer in the worker:
         async with app.stream("stream_data", {"count": 10**6, "delay": 0.001}) as chunks:
             async for chunk in chunks:

@@ -2,7 +2,8 @@
 
 ``ToolDispatcher.execute(request)`` → ``ExecuteResponse`` and ``ToolDispatcher.stream(request)``
 → async iterator of ``ToolChunk``: look up the tool, decode and bind the arguments, run it (sync
-tools in the worker's thread pool, async tools on the loop, generators chunk by chunk), and turn
+tools in the worker's thread pool, async tools on the loop, async generators chunk by chunk, sync
+generators read ahead on their thread, up to 64 chunks or 1 MiB at a time), and turn
 results and errors into messages. Cancelling the awaiting task cancels the tool: async tools are
 cancelled, generators closed (their ``finally`` runs), sync tools see ``ctx.cancelled``.
 """
@@ -25,6 +26,7 @@ from snakepit_bridge import serialization, telemetry, tracing
 from snakepit_bridge.adapter import ArgumentError, BaseAdapter, ToolInfo
 from snakepit_bridge.context import Cancellation, HostCaller, SessionContext
 from snakepit_bridge.proto import bridge_pb2 as pb
+from snakepit_bridge.read_ahead import END, Raised, ReadAhead
 
 
 @attrs.frozen
@@ -48,14 +50,12 @@ class _Failure(Exception):
         self.info = info
 
 
-_END = object()
+def _chunk_size(chunk: pb.ToolChunk) -> int:
+    return int(chunk.ByteSize())
 
 
-def _next_or_end(gen: Any) -> Any:
-    try:
-        return next(gen)
-    except StopIteration:
-        return _END
+def _is_final(chunk: pb.ToolChunk) -> bool:
+    return chunk.is_final
 
 
 class ToolDispatcher:
@@ -253,16 +253,36 @@ class ToolDispatcher:
         try:
             gen: Any = None
             try:
-                gen = tool.fn(**kwargs) if tool.is_async else \
-                    await self._in_thread(functools.partial(tool.fn, **kwargs))
+                if tool.is_async:
+                    gen = tool.fn(**kwargs)
+                    while True:
+                        step = gen.__anext__()
+                        async with asyncio.timeout_at(deadline):
+                            item = await step
+                        yield self._chunk(tool.name, item)
+                gen = await self._in_thread(functools.partial(tool.fn, **kwargs))
+                # a sync generator is read ahead on its thread: one hop per batch of chunks
+                ahead = ReadAhead(loop, functools.partial(self._chunk, tool.name),
+                                  size=_chunk_size, last=_is_final)
                 while True:
-                    step = gen.__anext__() if tool.is_async else self._in_thread(_next_or_end,
-                                                                                 gen)
-                    async with asyncio.timeout_at(deadline):
-                        item = await step
-                    if item is _END:
-                        return
-                    yield self._chunk(tool.name, item)
+                    chunks, running = ahead.take_nowait()
+                    if not running:
+                        if ahead.ended and not chunks:
+                            return
+                        if not ahead.ended:   # the next step, while these chunks go out
+                            ahead.begin()
+                            step = self._in_thread(ahead.run, gen, cancel)
+                    if not chunks:
+                        if running:
+                            async with asyncio.timeout_at(deadline):
+                                await ahead.wait()
+                        continue
+                    for chunk in chunks:
+                        if chunk is END:
+                            return
+                        if isinstance(chunk, Raised):
+                            raise chunk.exc
+                        yield chunk
             except StopAsyncIteration:
                 return
             except asyncio.TimeoutError:

@@ -6,9 +6,10 @@
 
 Each frame is a 4-byte little-endian length, then a serialized Frame; each request is one call
 into :class:`~snakepit_bridge.core.WorkerCore`. Requests run as tasks keyed by frame id (Cancel
-cancels the task; an id already in flight is refused); stream chunks are sent within the credit
-the host grants. The worker's calls into the host (:class:`PipeHostClient`) and its telemetry
-events travel on the same pipe. A frame that does not parse ends the connection: the peer is not
+cancels the task; an id already in flight is refused); stream chunks are pulled within the
+credit the host grants, and the chunks that are ready when the sender runs leave together in
+one frame. The worker's calls into the host (:class:`PipeHostClient`) and its telemetry events
+travel on the same pipe. A frame that does not parse ends the connection: the peer is not
 speaking the protocol, and the worker stops as if the host were gone. Every request is answered,
 with an error frame when it cannot be served, and a frame may name only the host's own
 shared-memory segments: anything else is refused and left alone.
@@ -42,6 +43,9 @@ log = logging.getLogger("snakepit_bridge.pipe")
 HOST_REPLIES = frozenset(reply for _, reply in HOST_CALLS.values()) | {"error"}
 # request kinds answered by a task of their own (their id is in flight until answered)
 _TASK_KINDS = frozenset({"execute", "execute_stream", "init_session", "end_session"})
+# the most chunk bytes one `chunks` frame carries: larger batches stop paying for themselves
+# (the per-frame cost is already spread thin) and only delay the host's first chunk
+BATCH_BYTES = 64 * 1024
 
 
 class _Credit:
@@ -50,6 +54,30 @@ class _Credit:
     def __init__(self) -> None:
         self.available = 0
         self.granted = asyncio.Event()
+
+
+class _Batch:
+    """Chunks of one stream pulled and not yet sent (at most the host's credit)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[pb.ToolChunk] = []
+        self.sizes: list[int] = []
+        self.ready = asyncio.Event()
+
+    def add(self, chunk: pb.ToolChunk) -> None:
+        self.chunks.append(chunk)
+        self.sizes.append(chunk.ByteSize())
+        self.ready.set()
+
+    def take(self) -> list[pb.ToolChunk]:
+        """The oldest chunks that fit in ``BATCH_BYTES`` together (always at least one)."""
+        n, total = 1, self.sizes[0]
+        while n < len(self.sizes) and total + self.sizes[n] <= BATCH_BYTES:
+            total += self.sizes[n]
+            n += 1
+        taken = self.chunks[:n]
+        del self.chunks[:n], self.sizes[:n]
+        return taken
 
 
 class PipeServer:
@@ -222,8 +250,35 @@ class PipeServer:
         self.send(fid, "result", await self.core.execute(request))
 
     async def _stream(self, fid: int, request: pb.ExecuteRequest) -> None:
+        """Pull the stream's chunks within the host's credit and send the ones ready, as one
+        frame: a chunk never waits for another (the sender takes what is there when it
+        runs), and a frame holds at most ``BATCH_BYTES`` of chunks (or one bigger chunk)."""
         assert self.core is not None and self.writer is not None
         credit = self.credits[fid]
+        batch = _Batch()
+        producer = asyncio.ensure_future(self._pull(request, credit, batch))
+        try:
+            while True:
+                await batch.ready.wait()
+                batch.ready.clear()
+                while batch.chunks:
+                    self._send_chunks(fid, batch.take())
+                    await self.writer.drain()
+                if producer.done():
+                    producer.result()   # its error, if it failed
+                    return
+        finally:
+            self.credits.pop(fid, None)
+            if not producer.done():
+                producer.cancel()
+                # until its generator is closed; wait() does not swallow a cancel of ours
+                await asyncio.wait([producer])
+            if not producer.cancelled():
+                producer.exception()   # retrieved: raised above, or our own error came first
+
+    async def _pull(self, request: pb.ExecuteRequest, credit: _Credit, batch: "_Batch"
+                    ) -> None:
+        assert self.core is not None
         try:
             async with contextlib.aclosing(self.core.stream(request)) as chunks:
                 async for chunk in chunks:
@@ -231,10 +286,18 @@ class PipeServer:
                         credit.granted.clear()
                         await credit.granted.wait()
                     credit.available -= 1
-                    self.send(fid, "chunk", chunk)
-                    await self.writer.drain()
+                    self.segments.export(chunk)   # its large blobs go by shared memory
+                    batch.add(chunk)
         finally:
-            self.credits.pop(fid, None)
+            batch.ready.set()   # wake the sender: it sends what is left and sees we are done
+
+    def _send_chunks(self, fid: int, chunks: list[pb.ToolChunk]) -> None:
+        if self.writer is None or self.writer.is_closing():
+            raise ConnectionError("the pipe to the host is closed")
+        if len(chunks) == 1:
+            self.writer.writelines(frames.encode(fid, "chunk", chunks[0]))
+        else:
+            self.writer.writelines(frames.encode(fid, "chunks", pb.ToolChunks(chunks=chunks)))
 
     async def _forward_telemetry(self, core: WorkerCore) -> None:
         try:

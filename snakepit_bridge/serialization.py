@@ -5,8 +5,9 @@
 
 Values are orjson-encoded. ``bytes`` and numpy arrays are not put in the JSON: each becomes a
 ``Blob`` (raw bytes + dtype + shape) in a side map, and the JSON holds ``{"__blob__": name}`` in
-its place. Nothing is ever pickled. numpy is optional: without it, array blobs decode to a dict
-``{"dtype", "shape", "data"}``.
+its place. Nothing is ever pickled. numpy is optional, and imported only when an array blob is
+decoded (encoding never imports it: an array exists only once numpy is loaded); without numpy,
+array blobs decode to a dict ``{"dtype", "shape", "data"}``.
 
 A value either arrives as it was sent or is refused by ``encode``, with the path of the part
 that has no exact form (protos/README.md §3 lists the rules):
@@ -29,6 +30,7 @@ import datetime
 import enum
 import json
 import math
+import sys
 import uuid
 from typing import Any, Mapping
 
@@ -43,11 +45,24 @@ _OPTS = orjson.OPT_NON_STR_KEYS   # dumps() only: details and metadata are for p
 MAX_DEPTH = 254                    # orjson's nesting limit
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
 
-_np: Any
-try:  # numpy stays optional
-    import numpy as _np
-except ImportError:  # pragma: no cover - exercised where numpy is absent
-    _np = None
+
+
+def _numpy_loaded() -> Any:
+    """numpy if this process has imported it, else None. A value can only be a numpy array or
+    scalar once numpy is imported, so encoding never imports it (a worker that never sees an
+    array never pays for numpy's import)."""
+    return sys.modules.get("numpy")
+
+
+def _numpy_for_decoding() -> Any:
+    """numpy, imported now if need be (an array blob has arrived); None where it is absent."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        try:
+            import numpy as np
+        except ImportError:  # pragma: no cover - exercised where numpy is absent
+            return None
+    return np
 
 
 class Unserializable(TypeError):
@@ -78,9 +93,10 @@ def _array_problem(arr: Any) -> str | None:
 
 def _convert(obj: Any) -> Any:
     """The JSON form of a value orjson does not know, other than a blob."""
-    if _np is not None and isinstance(obj, _np.generic):
-        if isinstance(obj, _np.void):
-            raise Unserializable(type(obj).__qualname__, _array_problem(_np.asarray(obj)) or "")
+    np = _numpy_loaded()
+    if np is not None and isinstance(obj, np.generic):
+        if isinstance(obj, np.void):
+            raise Unserializable(type(obj).__qualname__, _array_problem(np.asarray(obj)) or "")
         return obj.item()
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
@@ -106,12 +122,13 @@ def _blob_default(blobs: dict[str, pb.Blob]) -> Any:
             name = f"b{len(blobs)}"
             blobs[name] = pb.Blob(data=bytes(obj))
             return {BLOB_KEY: name}
-        if _np is not None and isinstance(obj, _np.ndarray):
+        np = _numpy_loaded()
+        if np is not None and isinstance(obj, np.ndarray):
             problem = _array_problem(obj)
             if problem:
                 raise Unserializable("ndarray", problem)
             # not ascontiguousarray: it turns a 0-d array into shape (1,)
-            arr = obj if obj.flags.c_contiguous else _np.ascontiguousarray(obj)
+            arr = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
             name = f"b{len(blobs)}"
             blobs[name] = pb.Blob(data=arr.tobytes(), dtype=arr.dtype.str, shape=list(arr.shape))
             return {BLOB_KEY: name}
@@ -131,6 +148,7 @@ def _locate(value: Any, path: str, depth: int = 0) -> Unserializable | None:
                               f"nested deeper than {MAX_DEPTH} levels (or circular)", path)
     if value is None or isinstance(value, bool):
         return None
+    np = _numpy_loaded()
     if isinstance(value, str):
         try:
             value.encode("utf-8")
@@ -143,7 +161,7 @@ def _locate(value: Any, path: str, depth: int = 0) -> Unserializable | None:
             return Unserializable("int", f"{value} is outside the 64-bit range JSON readers "
                                          f"share; send it as a string", path)
         return None
-    if type(value) is float or (_np is not None and isinstance(value, _np.floating)):
+    if type(value) is float or (np is not None and isinstance(value, np.floating)):
         if not math.isfinite(value):
             return Unserializable(type(value).__qualname__, f"{value} has no JSON form; send "
                                   f"it inside a numpy array (a blob) or as a string", path)
@@ -168,7 +186,7 @@ def _locate(value: Any, path: str, depth: int = 0) -> Unserializable | None:
         return None
     if isinstance(value, (bytes, bytearray, memoryview)):
         return None
-    if _np is not None and isinstance(value, _np.ndarray):
+    if np is not None and isinstance(value, np.ndarray):
         problem = _array_problem(value)
         return Unserializable("ndarray", problem, path) if problem else None
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time, uuid.UUID)):
@@ -225,7 +243,8 @@ def encode(value: Any, *, root: str = "value") -> tuple[bytes, dict[str, pb.Blob
 def _finite_default(obj: Any) -> Any:
     if isinstance(obj, (bytes, bytearray, memoryview, datetime.date, datetime.time, uuid.UUID)):
         return None
-    if _np is not None and isinstance(obj, _np.ndarray):
+    np = _numpy_loaded()
+    if np is not None and isinstance(obj, np.ndarray):
         return None
     return _convert(obj)
 
@@ -253,18 +272,19 @@ def blob_value(blob: pb.Blob) -> Any:
     if blob.shm_name:   # the pipe transport's shared memory (snakepit_bridge.shm)
         from snakepit_bridge import shm
         mapped = shm.take(blob.shm_name, blob.shm_size)
-        if blob.dtype and _np is not None:   # a private mapping: writable, no copy
-            return _np.frombuffer(mapped, dtype=_np.dtype(blob.dtype)).reshape(
-                tuple(blob.shape))
+        np = _numpy_for_decoding() if blob.dtype else None
+        if np is not None:   # a private mapping: writable, no copy
+            return np.frombuffer(mapped, dtype=np.dtype(blob.dtype)).reshape(tuple(blob.shape))
         data = bytes(mapped)
         mapped.close()
     else:
         data = blob.data
     if not blob.dtype:
         return bytes(data)
-    if _np is None:
+    np = _numpy_for_decoding()
+    if np is None:
         return {"dtype": blob.dtype, "shape": list(blob.shape), "data": bytes(data)}
-    arr = _np.frombuffer(data, dtype=_np.dtype(blob.dtype))
+    arr = np.frombuffer(data, dtype=np.dtype(blob.dtype))
     return arr.reshape(tuple(blob.shape)).copy()
 
 

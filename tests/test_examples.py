@@ -1,6 +1,8 @@
 """Every example runs to completion as a script (as a user would run it)."""
 
+import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +34,18 @@ def test_example_runs(path, tmp_path):
     assert proc.stdout.strip()
     if path.stem in EXPECTED_OUTPUT:
         assert EXPECTED_OUTPUT[path.stem] in proc.stdout, proc.stdout
+
+
+def test_readme_stream_examples_print_each_chunk_the_tool_yielded_and_nothing_more(tmp_path):
+    # the README's first two blocks: the trio example, then the Client one (same config)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    script = "".join(re.findall(r"```python\n(.*?)```", readme, re.S)[:2])
+    assert script.count(".stream(") == 2
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "5" and len(lines) == 7, lines
+    steps = [ast.literal_eval(line)["step"] for line in lines[1:]]
+    assert steps == [1, 2, 3, 1, 2, 3], lines

@@ -7,23 +7,24 @@ import sys
 
 import pytest
 
-HEAVY = ("google.protobuf", "grpc", "opentelemetry", "psutil", "orjson", "snakepit.pool",
-         "snakepit.transport", "snakepit.telemetry")
+HEAVY = ("google.protobuf", "grpc", "opentelemetry", "psutil", "orjson", "numpy",
+         "snakepit.pool", "snakepit.transport", "snakepit.telemetry")
+# what a worker's code may load before it serves: protobuf and orjson, but none of these
+WORKER_HEAVY = ("grpc", "opentelemetry", "numpy", "snakepit")
 
 PROBE = """
 import json, os, sys
 before = dict(os.environ)
 {statement}
-heavy = sorted(m for m in sys.modules
-               if any(m == h or m.startswith(h + ".") for h in {heavy!r}))
+heavy = sorted({{h for m in sys.modules for h in {heavy!r} if m == h or m.startswith(h + ".")}})
 changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
 print(json.dumps({{"heavy": heavy, "env_changed": changed}}))
 """
 
 
-def probe(statement):
+def probe(statement, heavy=HEAVY):
     env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
-    proc = subprocess.run([sys.executable, "-c", PROBE.format(statement=statement, heavy=HEAVY)],
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(statement=statement, heavy=heavy)],
                           capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -39,6 +40,18 @@ def test_otp_import_loads_nothing_heavy_and_changes_no_environment(statement):
 def test_snakepit_import_changes_no_environment():
     result = probe("import snakepit")
     assert result == {"heavy": [], "env_changed": []}
+
+
+@pytest.mark.parametrize("statement", [
+    "import snakepit_bridge",
+    "import snakepit_bridge.__main__, snakepit_bridge.worker, snakepit_bridge.pipe_server",
+    "import snakepit_bridge.adapters.showcase",
+    # encoding never imports numpy: an array can exist only once numpy is loaded
+    "from snakepit_bridge import serialization\nserialization.encode({'b': b'x', 'n': [1.5]})",
+])
+def test_the_pipe_workers_code_loads_no_numpy_grpc_or_opentelemetry(statement):
+    # (a real worker, after it served a request: tests/bridge/test_worker_imports.py)
+    assert probe(statement, WORKER_HEAVY)["heavy"] == []
 
 
 def test_otp_testing_does_not_import_hypothesis_until_asked():

@@ -40,8 +40,10 @@ STREAM_STOP = ("stream", "stop")
 
 @attrs.frozen
 class Chunk:
-    """One item of a stream: ``data`` (decoded JSON, blobs restored), ``is_final``,
-    ``chunk_id`` (1, 2, ...), ``metadata`` (strings)."""
+    """One item of a stream: ``data`` (decoded JSON, blobs restored), ``is_final`` (the tool
+    marked it the last one: a ``StreamChunk(is_final=True)``, or a unary tool's result),
+    ``chunk_id`` (1, 2, ...), ``metadata`` (strings). A stream yields exactly the chunks its
+    tool yielded; the iteration ends after the last."""
 
     data: Any
     is_final: bool
@@ -289,10 +291,15 @@ class _Lease:
         else:
             self.worker.abandoned(self.request.request_id)
 
-    def chunk(self, msg: Any) -> Chunk:
+    def chunk(self, msg: Any) -> Chunk | None:
+        """``msg`` as a Chunk; None for the protocol's end-of-stream marker (a final chunk
+        with no data, blobs or metadata), which is not delivered."""
         if msg.HasField("error") and msg.error.category:
             self.answered(msg.error)
             raise _error(msg.error)
+        if msg.is_final and not (msg.data_json or msg.blobs or msg.metadata):
+            self.answered()
+            return None
         try:
             data = serialization.decode(msg.data_json, msg.blobs) if msg.data_json else None
         except ValueError as exc:   # bad JSON, or a shared-memory blob that is gone
@@ -313,7 +320,9 @@ class _Lease:
 
 class _Chunks:
     """The async iterator ``Pool.stream`` yields: decoded chunks, ending after the final one.
-    A chunk carrying an error raises it (the stream ends there)."""
+    A chunk carrying an error raises it (the stream ends there). The empty final chunk that
+    ends a generator's stream on the wire ends the iteration instead of being delivered: a
+    caller sees exactly the chunks the tool yielded."""
 
     def __init__(self, lease: _Lease, messages: AsyncIterator[Any]) -> None:
         self._lease, self._messages = lease, messages
@@ -329,4 +338,7 @@ class _Chunks:
         except StopAsyncIteration:
             self._lease.answered()
             raise
-        return self._lease.chunk(msg)
+        chunk = self._lease.chunk(msg)
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk

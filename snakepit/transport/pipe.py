@@ -2,13 +2,15 @@
 
 One reader task routes replies by frame id; one writer task merges queued frames into single
 writes. A call registers a slot and waits on it — no task, no thread and no lock per request.
-Streams flow within a credit window the host grants, so a slow consumer holds the worker back.
+Streams flow within a credit window the host grants (counted in chunks, however many a frame
+carries), so a slow consumer holds the worker back.
 The worker's own calls into the host (host tools, session data) arrive on the same pipe and are
 answered by the host handler, each in a task; its telemetry events arrive as frames too.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import os
@@ -33,6 +35,20 @@ HOST_REQUESTS = dict(HOST_CALLS.values())
 REPLIES = {"ping": "pong", "heartbeat": "heartbeat_reply", "describe": "description",
            "execute": "result", "init_session": "session_initialized",
            "end_session": "session_ended"}
+
+
+_CHUNK_KINDS = frozenset({"chunk", "chunks"})
+
+
+def _chunks_of(frame: pb.Frame) -> Any:
+    """The stream chunks a frame carries: a ``chunks`` batch, a lone ``chunk``, or none."""
+    kind = frame.WhichOneof("body")
+    return frame.chunks.chunks if kind == "chunks" else [frame.chunk] if kind == "chunk" else []
+
+
+def _discard(frame: pb.Frame) -> None:
+    for chunk in _chunks_of(frame):
+        shm.discard(chunk)
 
 
 class _Slot:
@@ -117,14 +133,14 @@ class PipeTransport:
         kind = frame.WhichOneof("body")
         if kind is None:   # no body we know: the peer does not speak this protocol
             raise TransportError(f"{self.name} sent frame {frame.id} without a known body")
-        if kind == "chunk" or (kind == "error" and frame.id in self._streams):
+        if kind in _CHUNK_KINDS or (kind == "error" and frame.id in self._streams):
             channel = self._streams.get(frame.id)
             try:
                 if channel is None:
                     raise trio.BrokenResourceError
                 channel.send_nowait(frame)
             except (trio.WouldBlock, trio.BrokenResourceError):
-                shm.discard(frame.chunk)   # past the credit window, or the consumer left
+                _discard(frame)   # past the credit window, or the consumer left
             return
         if kind in HOST_REQUESTS:
             assert self._nursery is not None
@@ -232,10 +248,12 @@ class PipeTransport:
         send, recv = trio.open_memory_channel[Any](WINDOW)
         self._streams[fid] = send
         names: list[str] = []
+        chunks: _Chunks | None = None
         try:
             names = self._send(fid, "execute_stream", request)
             self._send(fid, "credit", pb.Credit(chunks=WINDOW))
-            yield _Chunks(self, fid, recv)
+            chunks = _Chunks(self, fid, recv)
+            yield chunks
         finally:
             for name in names:
                 shm.unlink(name)
@@ -243,6 +261,8 @@ class PipeTransport:
             if not self._closed:
                 self._send(fid, "cancel", pb.Cancel())
             send.close()
+            if chunks is not None:
+                chunks.discard_unread()
 
     @asynccontextmanager
     async def telemetry(self, control: Any) -> AsyncIterator["PipeTelemetry"]:
@@ -269,9 +289,13 @@ class PipeTransport:
 
 
 class _Chunks:
+    """A stream's chunks, in order. A ``chunks`` frame's chunks are handed out one by one from
+    the frame, without waiting on the channel (no task switch per chunk)."""
+
     def __init__(self, transport: PipeTransport, fid: int,
                  recv: trio.MemoryReceiveChannel[Any]) -> None:
         self._t, self._fid, self._recv = transport, fid, recv
+        self._batch: collections.deque[Any] = collections.deque()
         self._taken = 0
         self._ended = False
 
@@ -281,21 +305,37 @@ class _Chunks:
     async def __anext__(self) -> Any:
         if self._ended:   # the final chunk ends the stream, as a completed gRPC stream does
             raise StopAsyncIteration
-        try:
-            frame = await self._recv.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            if self._t._closed:
-                raise WorkerCrashed(f"stream from {self._t.name} broke: {self._t._error}") \
-                    from None
-            raise StopAsyncIteration from None
-        if frame.WhichOneof("body") == "error":
-            raise TransportError(f"stream from {self._t.name}: {frame.error.message}")
+        if not self._batch:
+            try:
+                frame = await self._recv.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                if self._t._closed:
+                    raise WorkerCrashed(f"stream from {self._t.name} broke: "
+                                        f"{self._t._error}") from None
+                raise StopAsyncIteration from None
+            if frame.WhichOneof("body") == "error":
+                raise TransportError(f"stream from {self._t.name}: {frame.error.message}")
+            self._batch.extend(_chunks_of(frame))
+            if not self._batch:
+                raise TransportError(f"stream from {self._t.name}: an empty chunks frame")
+        chunk = self._batch.popleft()
         self._taken += 1
-        self._ended = frame.chunk.is_final
-        if self._taken >= REFILL and not frame.chunk.is_final:
+        self._ended = chunk.is_final
+        if self._taken >= REFILL and not chunk.is_final:
             self._t._send(self._fid, "credit", pb.Credit(chunks=self._taken))
             self._taken = 0
-        return frame.chunk
+        return chunk
+
+    def discard_unread(self) -> None:
+        """Remove the shared-memory segments of chunks nobody will read (the caller left)."""
+        for chunk in self._batch:
+            shm.discard(chunk)
+        self._batch.clear()
+        while True:
+            try:
+                _discard(self._recv.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
 
 
 class PipeTelemetry:

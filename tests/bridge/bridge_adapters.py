@@ -4,7 +4,7 @@ import os
 import time
 from pathlib import Path
 
-from snakepit_bridge import BaseAdapter, ThreadSafeAdapter, tool
+from snakepit_bridge import BaseAdapter, SessionContext, ThreadSafeAdapter, tool
 
 
 class ProbeAdapter(ThreadSafeAdapter):
@@ -86,3 +86,69 @@ class SessionAdapter(BaseAdapter):
     @tool
     def session_metadata(self, session_id: str):
         return self.started.get(session_id, "never started")
+
+
+class ModulesAdapter(BaseAdapter):
+    """Says which modules its worker process has imported (for the lazy-import checks)."""
+
+    @tool
+    def add(self, a: int, b: int) -> int:
+        return a + b
+
+    @tool
+    def loaded_modules(self) -> list:
+        import sys
+        return sorted(sys.modules)
+
+    @tool
+    def array_sum(self, array):
+        return float(array.sum())
+
+
+class StreamAdapter(ThreadSafeAdapter):
+    """Streams for the batching checks of the pipe carrier (async and sync generators)."""
+
+    produced = 0
+
+    @tool
+    def counted_sync(self, n: int, meta: bool = False):
+        from snakepit_bridge import StreamChunk
+        for i in range(n):
+            StreamAdapter.produced = i + 1
+            yield StreamChunk(data=i, metadata={"i": str(i)}) if meta else i
+
+    @tool
+    def produced_count(self) -> int:
+        return StreamAdapter.produced
+
+    @tool
+    def final_then_more(self, marker: str):
+        from snakepit_bridge import StreamChunk
+        yield 1
+        yield StreamChunk(data=2, is_final=True)
+        Path(marker).write_text("advanced past the final chunk")
+        yield 3
+
+    @tool
+    def one_then_wait_sync(self, seconds: float, ctx: SessionContext):
+        yield "first"
+        ctx.wait_cancelled(seconds)
+        yield "second"
+
+    @tool
+    def fails_after(self, n: int):
+        yield from range(n)
+        raise ValueError(f"failed after {n}")
+
+    @tool
+    async def counted(self, n: int, meta: bool = False):
+        from snakepit_bridge import StreamChunk
+        for i in range(n):
+            yield StreamChunk(data=i, metadata={"i": str(i)}) if meta else i
+
+    @tool
+    async def one_then_wait(self, seconds: float):
+        import asyncio
+        yield "first"
+        await asyncio.sleep(seconds)
+        yield "second"

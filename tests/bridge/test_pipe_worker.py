@@ -9,7 +9,7 @@ import pytest
 
 from snakepit_bridge import shm
 from snakepit_bridge.proto import bridge_pb2 as pb
-from worker_proc import HEADER, pipe_worker as spawn_pipe_worker, recv, send
+from worker_proc import HEADER, pipe_worker as spawn_pipe_worker, recv, recv_chunks, send
 
 
 @pytest.fixture
@@ -108,9 +108,7 @@ def test_a_duplicate_stream_id_is_refused_and_the_first_stream_goes_on(pipe_work
     send(host, pb.Frame(id=5, credit=pb.Credit(chunks=10)))
     chunks = []
     while not chunks or not chunks[-1].is_final:
-        frame = recv(host)
-        assert frame.id == 5 and frame.WhichOneof("body") == "chunk", frame
-        chunks.append(frame.chunk)
+        chunks += recv_chunks(host, 5)
     assert [c.data_json for c in chunks[:3]] == [b'{"index":0,"value":0}',
                                                    b'{"index":1,"value":1}',
                                                    b'{"index":2,"value":4}']

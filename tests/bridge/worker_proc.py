@@ -124,6 +124,14 @@ def recv(sock, timeout=10.0):
     return pb.Frame.FromString(body)
 
 
+def recv_chunks(sock, fid, timeout=10.0):
+    """The chunks of stream ``fid`` in the next frame (a lone ``chunk`` or a ``chunks`` batch)."""
+    frame = recv(sock, timeout)
+    kind = frame.WhichOneof("body")
+    assert frame.id == fid and kind in ("chunk", "chunks"), frame
+    return list(frame.chunks.chunks) if kind == "chunks" else [frame.chunk]
+
+
 @contextlib.contextmanager
 def pipe_worker(adapter=SHOWCASE, *extra, env=None):
     """Yields (proc, host end of the pipe); always terminates and reaps the worker."""

@@ -113,7 +113,7 @@ async def _host_reads(chunks):
     verdict, frames = _first_break(chunks)
     # the ping is frame 1: a frame with that id that is routed to callers answers it
     answered = any(f.id == 1 and f.WhichOneof("body") not in
-                   ("chunk", "telemetry_event", "call_host_tool", None) for f in frames)
+                   ("chunk", "chunks", "telemetry_event", "call_host_tool", None) for f in frames)
 
     async def caller():
         try:

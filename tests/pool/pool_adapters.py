@@ -4,7 +4,8 @@ import os
 import signal
 import time
 
-from snakepit_bridge import BaseAdapter, HostToolError, SessionContext, ThreadSafeAdapter, tool
+from snakepit_bridge import (BaseAdapter, HostToolError, SessionContext, StreamChunk,
+                             ThreadSafeAdapter, tool)
 
 
 class MisbehavingAdapter(BaseAdapter):
@@ -147,3 +148,16 @@ class LoggingAdapter(BaseAdapter):
         import logging
         logging.getLogger("user.code").warning("inside the tool")
         return "ok"
+
+
+class StreamShapes(BaseAdapter):
+    """Streams whose chunks are None, or end with a final chunk the tool marks itself."""
+
+    @tool
+    def yields(self, items: list):
+        yield from items
+
+    @tool
+    def marks_final(self, n: int):
+        yield from range(n)
+        yield StreamChunk(is_final=True, metadata={"why": "done"})

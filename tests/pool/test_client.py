@@ -11,8 +11,8 @@ def test_client_execute_stream_stats(make_config):
     with snakepit.Client(make_config(size=2)) as sp:
         assert sp.execute("add", {"a": 2, "b": 3}) == 5
         chunks = list(sp.stream("stream_progress", {"steps": 3, "delay_ms": 1}))
-        assert [c.data["step"] for c in chunks if c.data] == [1, 2, 3]
-        assert chunks[-1].is_final
+        assert [(c.data["step"], c.is_final) for c in chunks] == [(1, False), (2, False),
+                                                                   (3, False)]
         with pytest.raises(errors.ToolError):
             sp.execute("error_demo", {"error_type": "runtime"})
         assert sp.stats()["workers"] == 2

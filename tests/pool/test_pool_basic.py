@@ -44,10 +44,10 @@ async def test_stream_order_and_unary_as_stream(make_config):
         async with app.stream("stream_progress", {"steps": 5, "delay_ms": 1}) as chunks:
             async for chunk in chunks:
                 seen.append(chunk)
-        data = [c.data for c in seen if c.data is not None]
-        assert [d["step"] for d in data] == [1, 2, 3, 4, 5]
-        assert [c.chunk_id for c in seen] == list(range(1, len(seen) + 1))
-        assert seen[-1].is_final and not any(c.is_final for c in seen[:-1])
+        # exactly what the tool yielded: the protocol's empty end-of-stream chunk is not a chunk
+        assert [c.data["step"] for c in seen] == [1, 2, 3, 4, 5]
+        assert [c.chunk_id for c in seen] == [1, 2, 3, 4, 5]
+        assert not any(c.is_final for c in seen)
         async with app.stream("add", {"a": 1, "b": 2}) as chunks:
             got = [c async for c in chunks]
         assert len(got) == 1 and got[0].is_final and got[0].data == 3
@@ -68,6 +68,20 @@ async def test_stream_early_exit_frees_worker(make_config, delay):
                             break
                 assert await app.execute("add", {"a": 1, "b": 1}) == 2
         assert app.stats()["available"] == 1
+
+
+async def test_stream_delivers_yielded_nones_and_a_final_chunk_the_tool_marked(make_config):
+    async with snakepit.start(make_config(size=1, adapter="pool_adapters:StreamShapes")) as app:
+        async with app.stream("yields", {"items": [1, None, 2]}) as chunks:
+            got = [c async for c in chunks]
+        assert [(c.chunk_id, c.data, c.is_final) for c in got] == [
+            (1, 1, False), (2, None, False), (3, 2, False)]
+        async with app.stream("marks_final", {"n": 2}) as chunks:
+            got = [c async for c in chunks]
+        assert [(c.data, c.is_final, c.metadata) for c in got] == [
+            (0, False, {}), (1, False, {}), (None, True, {"why": "done"})]
+        async with app.stream("yields", {"items": []}) as chunks:
+            assert [c async for c in chunks] == []
 
 
 async def _enumerate(chunks):

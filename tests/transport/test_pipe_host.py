@@ -1,13 +1,20 @@
 """The host's side of the pipe transport against a scripted peer on a socketpair (no process)."""
 
+import contextlib
+import os
 import socket
 import struct
+import uuid
+from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from snakepit.errors import TransportError, WorkerCrashed
+from snakepit.transport import pipe
 from snakepit.transport.pipe import PipeTransport
+from snakepit_bridge import shm
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 HEADER = struct.Struct("<I")
@@ -130,3 +137,80 @@ async def test_telemetry_events_flow_after_a_control(pair):
             await peer.send(pb.Frame(telemetry_event=pb.TelemetryEvent(event=["a", "b"])))
             event = await stream.events.receive()
             assert list(event.event) == ["a", "b"]
+
+
+# -- streams: a `chunks` frame carries several chunks of one stream ------------------------------
+def batch(fid, first, last, final=False, **kw):
+    chunks = [pb.ToolChunk(chunk_id=i, data_json=str(i).encode(), metadata={"i": str(i)}, **kw)
+              for i in range(first, last + 1)]
+    chunks[-1].is_final = final
+    return pb.Frame(id=fid, chunks=pb.ToolChunks(chunks=chunks))
+
+
+async def open_stream(transport, peer, stack):
+    chunks = await stack.enter_async_context(transport.stream(pb.ExecuteRequest(tool="s")))
+    request, credit = await peer.recv(), await peer.recv()
+    assert request.WhichOneof("body") == "execute_stream"
+    assert credit.id == request.id and credit.credit.chunks == pipe.WINDOW
+    return chunks, request.id
+
+
+async def test_a_batch_is_handed_out_in_order_without_a_checkpoint_per_chunk(pair):
+    transport, peer = pair
+    with trio.fail_after(10):
+        async with contextlib.AsyncExitStack() as stack:
+            chunks, fid = await open_stream(transport, peer, stack)
+            await peer.send(batch(fid, 1, 3))
+            await peer.send(pb.Frame(id=fid, chunk=pb.ToolChunk(chunk_id=4, data_json=b"4")))
+            await peer.send(batch(fid, 5, 6, final=True))
+            got = [await chunks.__anext__()]
+            with trio.CancelScope() as scope:
+                scope.cancel()   # any checkpoint would raise Cancelled here
+                got += [await chunks.__anext__(), await chunks.__anext__()]
+            got += [c async for c in chunks]
+    assert [(c.chunk_id, c.data_json, c.is_final) for c in got] == [
+        (i, str(i).encode(), i == 6) for i in range(1, 7)]
+    assert [dict(c.metadata) for c in got if c.chunk_id != 4] == [
+        {"i": str(i)} for i in (1, 2, 3, 5, 6)]
+
+
+async def test_credit_counts_chunks_not_frames(pair):
+    transport, peer = pair
+    with trio.fail_after(10):
+        async with contextlib.AsyncExitStack() as stack:
+            chunks, fid = await open_stream(transport, peer, stack)
+            await peer.send(batch(fid, 1, pipe.REFILL))   # one frame, REFILL chunks
+            for _ in range(pipe.REFILL):
+                await chunks.__anext__()
+            refill = await peer.recv()
+            assert refill.id == fid and refill.credit.chunks == pipe.REFILL
+
+
+@pytest.mark.skipif(not shm.available(), reason="needs a writable /dev/shm")
+async def test_leaving_mid_batch_cancels_and_removes_the_unread_chunks_segments(pair):
+    transport, peer = pair
+    names = [f"snakepit-t{os.getpid()}x{uuid.uuid4().hex[:8]}-w1-{i}" for i in range(3)]
+    for name in names:
+        (Path(shm.SHM_DIR) / name).write_bytes(b"abcd")
+    try:
+        with trio.fail_after(10):
+            async with contextlib.AsyncExitStack() as stack:
+                chunks, fid = await open_stream(transport, peer, stack)
+                frame = batch(fid, 1, 3)
+                for chunk, name in zip(frame.chunks.chunks, names[:2]):
+                    chunk.blobs["b0"].CopyFrom(pb.Blob(shm_name=name, shm_size=4))
+                await peer.send(frame)
+                later = batch(fid, 4, 4)
+                later.chunks.chunks[0].blobs["b0"].CopyFrom(pb.Blob(shm_name=names[2],
+                                                                    shm_size=4))
+                await peer.send(later)
+                await trio.testing.wait_all_tasks_blocked()
+                first = await chunks.__anext__()
+                assert first.chunk_id == 1
+            cancel = await peer.recv()
+            assert cancel.id == fid and cancel.WhichOneof("body") == "cancel"
+        # chunk 1 was handed out (its reader owns its segment); 2 and 4 were not read
+        assert [(Path(shm.SHM_DIR) / n).exists() for n in names] == [True, False, False]
+    finally:
+        for name in names:
+            (Path(shm.SHM_DIR) / name).unlink(missing_ok=True)
