@@ -43,8 +43,9 @@ async def test_spread_lands_two_per_node_and_everything_works_through_it(ray_con
             # stream
             async with app.stream("steps", {"n": 5}) as chunks:
                 got = [c async for c in chunks]
-            assert [c.data for c in got if c.data is not None] == [0, 1, 2, 3, 4]
-            assert got[-1].is_final
+            # exactly what the tool yielded, in order (the wire's end marker is not a chunk)
+            assert [c.data for c in got] == [0, 1, 2, 3, 4]
+            assert [c.chunk_id for c in got] == [1, 2, 3, 4, 5]
 
             # sessions with (strict) affinity stay on their worker
             first = (await app.execute("where", session_id="s1"))["pid"]
