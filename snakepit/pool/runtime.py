@@ -40,7 +40,7 @@ class PoolRuntime:
         self._connect = connect
         self._emit = emit
         self._start_zygote = start_zygote
-        self.zygote: Any = None     # preload=True: the running Zygote workers are forked from
+        self.zygote: Any = None     # preload=True: the ZygoteKeeper workers are forked from
         self.startup_limiter = trio.CapacityLimiter(config.startup_batch_size)
         self.roster = Roster(config.name, max_requests=config.worker_max_requests)
         self.roster.limit_reached = self._limit_reached
@@ -179,5 +179,6 @@ class PoolRuntime:
             "pool_saturated": d.pool_saturated if d else 0,
             "restarts": self.restarts,
             "recycled": self.recycled,
-            "degraded": sum(1 for s in self.slots.values() if s.degraded),
+            "degraded": sum(1 for s in self.slots.values() if s.degraded)
+            + int(bool(self.zygote is not None and self.zygote.degraded)),
         }

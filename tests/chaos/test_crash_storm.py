@@ -6,17 +6,15 @@ shared-memory segment it made is left. Only the public API (app.workers(), app.s
 """
 
 import collections
-import gc
-import glob
 import os
 import signal
-import warnings
 
 import psutil
 import pytest
 import trio
 
 import snakepit
+from leaks import fds as _fds, segments as _segments, wait_for as _wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.both_transports]
 
@@ -25,27 +23,6 @@ KILL_EVERY, KILLS_PER_ROUND, ROUNDS = 0.05, 2, 60        # 3 s
 HUNG_AFTER = 15.0      # a call still running this long after it started is hung
 BACK_WITHIN = 30.0
 BLOB = b"\x01" * (1 << 20)   # >= 1 MiB: crosses the pipe as a shared-memory segment
-
-
-def _fds() -> dict[str, str]:
-    out = {}
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            out[fd] = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            pass    # the one listdir itself used
-    return out
-
-
-def _segments() -> set[str]:
-    return set(glob.glob("/dev/shm/snakepit-*"))
-
-
-async def _wait_for(predicate, within):
-    """Poll the public state until ``predicate()`` holds; fails after ``within`` seconds."""
-    with trio.fail_after(within):
-        while not predicate():
-            await trio.sleep(0.05)
 
 
 async def test_crash_storm(make_config):
@@ -110,16 +87,9 @@ async def test_crash_storm(make_config):
     assert set(outcomes) <= {"ok", "WorkerCrashed", "killed", "hung"}, outcomes
 
     await _wait_for(lambda: not any(psutil.pid_exists(p) for p in pids), 10.0)
-    # Dead workers' stdout/stderr pipes are closed by the garbage collector, not when the
-    # worker is reaped (pool/process.py reads them to EOF but does not close them); what is
-    # still open after a collection is a real leak.
-    before_gc = {fd: what for fd, what in _fds().items() if fds.get(fd) != what}
-    gc.collect()
+    # Closed as each worker is reaped, not left to the garbage collector (pool/process.py).
     left = {fd: what for fd, what in _fds().items() if fds.get(fd) != what}
     assert left == {}, f"fds left open: {left}"
-    if before_gc:
-        warnings.warn(f"{len(before_gc)} fds of dead workers stayed open until gc.collect(): "
-                      f"{sorted(set(before_gc.values()))[:4]}", UserWarning, stacklevel=1)
     ours = [s for s in _segments() - segments if f"-h{os.getpid()}." in s
             or any(f"-w{p}-" in s for p in pids)]
     assert ours == [], "shared-memory segments left"
