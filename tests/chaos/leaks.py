@@ -46,3 +46,33 @@ def wait_until(predicate, within: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+class Load:
+    """Callers that run ``echo`` until ``over`` is set, counting outcomes: ``ok``,
+    ``WorkerCrashed``, ``hung`` (no answer within ``hung_after``) and any other error by type
+    (kept in ``unexpected``; that caller stops, as the application may be gone)."""
+
+    def __init__(self, app, over: trio.Event, hung_after: float) -> None:
+        import collections
+        self.app, self.over, self.hung_after = app, over, hung_after
+        self.outcomes: collections.Counter = collections.Counter()
+        self.unexpected: list[BaseException] = []
+
+    async def caller(self, args_for) -> None:
+        import snakepit
+        n = 0
+        while not self.over.is_set():
+            n += 1
+            try:
+                with trio.fail_after(self.hung_after):
+                    await self.app.execute("echo", args_for(n))
+                self.outcomes["ok"] += 1
+            except snakepit.WorkerCrashed:
+                self.outcomes["WorkerCrashed"] += 1
+            except trio.TooSlowError:
+                self.outcomes["hung"] += 1
+            except Exception as exc:   # noqa: BLE001 - anything else is a finding
+                self.outcomes[type(exc).__name__] += 1
+                self.unexpected.append(exc)
+                return

@@ -5,7 +5,6 @@ workers within a deadline, and once the application has stopped no process, fd o
 shared-memory segment it made is left. Only the public API (app.workers(), app.stats()).
 """
 
-import collections
 import os
 import signal
 
@@ -14,7 +13,7 @@ import pytest
 import trio
 
 import snakepit
-from leaks import fds as _fds, segments as _segments, wait_for as _wait_for
+from leaks import Load, fds as _fds, segments as _segments, wait_for as _wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.both_transports]
 
@@ -30,29 +29,16 @@ async def test_crash_storm(make_config):
     async with snakepit.start(make_config(size=1)) as app:   # warm-up: lazily opened fds
         await app.execute("ping")
     fds, segments = _fds(), _segments()
-    outcomes: collections.Counter = collections.Counter()
-    unexpected: list[BaseException] = []
     pids: set[int] = set()
 
     async with snakepit.start(config) as app:
         storm_over = trio.Event()
 
-        async def caller(i: int) -> None:
-            n = 0
-            while not storm_over.is_set():
-                n += 1
-                args = {"x": i, "blob": BLOB} if n % 4 == 0 else {"x": i}
-                try:
-                    with trio.fail_after(HUNG_AFTER):
-                        await app.execute("echo", args)
-                    outcomes["ok"] += 1
-                except snakepit.WorkerCrashed:
-                    outcomes["WorkerCrashed"] += 1
-                except trio.TooSlowError:
-                    outcomes["hung"] += 1
-                except Exception as exc:   # noqa: BLE001 - anything else is a finding
-                    outcomes[type(exc).__name__] += 1
-                    unexpected.append(exc)
+        load = Load(app, storm_over, HUNG_AFTER)
+        outcomes, unexpected = load.outcomes, load.unexpected
+
+        def args_for(i: int):
+            return lambda n: {"x": i, "blob": BLOB} if n % 4 == 0 else {"x": i}
 
         async def killer() -> None:
             victims = 0
@@ -73,7 +59,7 @@ async def test_crash_storm(make_config):
 
         async with trio.open_nursery() as nursery:
             for i in range(CALLERS):
-                nursery.start_soon(caller, i)
+                nursery.start_soon(load.caller, args_for(i))
             nursery.start_soon(killer)
 
         await _wait_for(lambda: sum(w["state"] == "ready" for w in app.workers()) == SIZE

@@ -7,7 +7,6 @@ another pool in the same application kept its workers, the zygote keeps
 ``snakepit_bridge.zygote`` in its command line, and nothing is left once the app has stopped.
 """
 
-import collections
 import os
 import random
 import signal
@@ -17,7 +16,7 @@ import pytest
 import trio
 
 import snakepit
-from leaks import fds, segments, wait_for
+from leaks import Load, fds, segments, wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.both_transports]
 
@@ -57,28 +56,14 @@ async def test_zygote_storm_stays_below_the_supervisors(make_config, transport):
     async with snakepit.start(make_config(size=1, preload=True)) as app:   # warm-up
         await app.execute("ping")
     fds_before, segments_before = fds(), segments()
-    outcomes: collections.Counter = collections.Counter()
-    unexpected: list[BaseException] = []
     seen: set[int] = set()
 
     async with snakepit.start(config) as app:
         other_pids = [w["pid"] for w in app.workers("other")]
         storm_over = trio.Event()
 
-        async def caller(i: int) -> None:
-            while not storm_over.is_set():
-                try:
-                    with trio.fail_after(HUNG_AFTER):
-                        await app.execute("echo", {"x": i})
-                    outcomes["ok"] += 1
-                except snakepit.WorkerCrashed:
-                    outcomes["WorkerCrashed"] += 1
-                except trio.TooSlowError:
-                    outcomes["hung"] += 1
-                except Exception as exc:   # noqa: BLE001 - anything else is a finding
-                    outcomes[type(exc).__name__] += 1
-                    unexpected.append(exc)
-                    return   # e.g. the application is gone: no point in looping on it
+        load = Load(app, storm_over, HUNG_AFTER)
+        outcomes, unexpected = load.outcomes, load.unexpected
 
         async def killer() -> None:
             rng = random.Random(18)
@@ -96,7 +81,7 @@ async def test_zygote_storm_stays_below_the_supervisors(make_config, transport):
 
         async with trio.open_nursery() as nursery:
             for i in range(CALLERS):
-                nursery.start_soon(caller, i)
+                nursery.start_soon(load.caller, lambda n, i=i: {"x": i})
             nursery.start_soon(killer)
 
         await wait_for(lambda: len(ready(app, "default")) == SIZE
