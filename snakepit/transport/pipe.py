@@ -44,6 +44,10 @@ class PipeTransport:
                  worker_pid: int | None = None) -> None:
         self.name = name
         self._shm_prefix, self._worker_pid = shm_prefix, worker_pid
+        # The only segments the worker may name: its own (a buggy peer must not make us map,
+        # then unlink, another worker's or another run's). Empty: none.
+        self._peer = f"{shm.peer_prefix(shm_prefix, f'w{worker_pid}')}-" \
+            if shm_prefix and worker_pid is not None else ""
         self._segments = shm.Segments(shm_prefix, f"h{os.getpid()}.{next(_transports)}")
         self._handler = handler
         self._nursery: trio.Nursery | None = None
@@ -111,6 +115,16 @@ class PipeTransport:
 
     def _route(self, frame: pb.Frame) -> None:
         kind = frame.WhichOneof("body")
+        if kind in shm.BLOB_KINDS:
+            try:
+                shm.check_peer(getattr(frame, kind), self._peer)
+            except shm.SegmentError as exc:
+                refused = pb.ErrorInfo(category="worker", type="ForeignSegment",
+                                       message=str(exc))
+                if kind in HOST_REQUESTS:
+                    self._send(frame.id, "error", refused)
+                    return
+                frame, kind = pb.Frame(id=frame.id, error=refused), "error"
         if kind == "chunk" or (kind == "error" and frame.id in self._streams):
             channel = self._streams.get(frame.id)
             try:
@@ -118,7 +132,7 @@ class PipeTransport:
                     raise trio.BrokenResourceError
                 channel.send_nowait(frame)
             except (trio.WouldBlock, trio.BrokenResourceError):
-                shm.discard(frame.chunk)   # past the credit window, or the consumer left
+                shm.discard(frame.chunk, self._peer)   # past the window, or nobody reads
             return
         if kind in HOST_REQUESTS:
             assert self._nursery is not None
@@ -136,7 +150,7 @@ class PipeTransport:
             slot.frame = frame
             slot.event.set()
         elif kind in shm.BLOB_KINDS:
-            shm.discard(getattr(frame, kind))   # its caller gave up
+            shm.discard(getattr(frame, kind), self._peer)   # its caller gave up
 
     def _fail(self, why: str) -> None:
         if self._closed:
