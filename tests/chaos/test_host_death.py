@@ -4,7 +4,8 @@ without waiting for a next start's sweep.
 
 ``kill -9``: the workers see stdin EOF and take their process group down on their way out.
 SIGTERM: the same orderly shutdown as Ctrl-C: the script's ``finally`` blocks run, the process
-registry is left empty, the process exits with KeyboardInterrupt's status.
+registry is left empty and the admin socket removed, the process exits with
+KeyboardInterrupt's status.
 """
 
 import json
@@ -118,6 +119,7 @@ def test_sigterm_is_an_orderly_shutdown(tmp_path, kind):
         assert "finally" in out, (out, err[-2000:])   # left its block as on Ctrl-C
         assert "KeyboardInterrupt" in err or "Terminated" in err, err[-2000:]
         assert wait_until(lambda: all(gone(p) for p in pids), GONE_WITHIN), pids
+        assert list((tmp_path / "state").glob("admin/*.sock")) == []
         registry = ProcessRegistry.open(tmp_path / "state", instance_name="default",
                                         register_run=False)
         try:
