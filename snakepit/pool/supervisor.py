@@ -95,8 +95,9 @@ async def _zygote_incarnation(runtime: PoolRuntime, keeper: ZygoteKeeper) -> boo
             keeper.set(zygote)
             try:
                 code = await zygote.process.wait()
-                log.warning("pool %s: the zygote (pid %s) exited with code %s; restarting it",
-                            runtime.name, zygote.process.pid, code)
+                zygote.kill_forks()
+                log.warning("pool %s: the zygote (pid %s) exited with code %s; restarting it "
+                            "and its workers", runtime.name, zygote.process.pid, code)
             finally:
                 keeper.set(None)
                 with trio.CancelScope(shield=True):

@@ -77,7 +77,6 @@ class Zygote:
         self._children: dict[int, ForkedProcess] = {}
         self._early_exits: dict[int, int] = {}
         self._closed = False
-        self._closing = False            # aclose() was called: this end is not a crash
         self._lock = trio.Lock()
 
     async def run(self) -> None:
@@ -95,10 +94,6 @@ class Zygote:
             for event, _ in self._replies.values():
                 event.set()
             for child in self._children.values():
-                if not self._closing:
-                    # The zygote died under its forks: they go with it (their exit codes would
-                    # have nobody to report them), and their slots fork anew from the next one.
-                    signal_group(child.pid, signal.SIGKILL)
                 child._set_exit(None)
             self._control.close()
 
@@ -171,8 +166,13 @@ class Zygote:
             self._children[child.pid] = child
         return child
 
+    def kill_forks(self) -> None:
+        """The zygote died under its forks: they go with it (their exit codes would have
+        nobody to report them); their slots fork anew from the next zygote."""
+        for pid in list(self._children):
+            signal_group(pid, signal.SIGKILL)
+
     async def aclose(self, grace: float) -> None:
-        self._closing = True
         self._closed = True
         self._control.close()
         await self.process.terminate(grace)

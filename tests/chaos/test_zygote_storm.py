@@ -90,6 +90,9 @@ async def test_zygote_storm_stays_below_the_supervisors(make_config, transport):
         assert await app.execute("echo", {"x": "after"}) == {"x": "after"}
         assert [w["pid"] for w in app.workers("other")] == other_pids   # untouched
         assert len(zygotes()) == 1
+        # every worker was forked by the zygote running now: forks die with their zygote
+        assert {psutil.Process(w["pid"]).ppid() for w in ready(app, "default")} == \
+            {zygotes()[0].pid}
         seen.update(w["pid"] for w in app.workers("default"))
         seen.update(z.pid for z in zygotes())
 
