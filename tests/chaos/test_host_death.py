@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from snakepit.pool.process_registry import ProcessRegistry
 
 pytestmark = [pytest.mark.chaos]
 
+TEST_ADAPTERS = Path(__file__).resolve().parents[1] / "pool"   # pool_adapters.py
 GONE_WITHIN = 5.0
 EXIT_WITHIN = 20.0
 
@@ -71,7 +73,6 @@ snakepit.run_as_script(body, cfg)
 
 
 def _host(tmp_path, kind, transport="auto", start="spawn"):
-    from conftest import TEST_ADAPTERS
     return subprocess.Popen(
         [sys.executable, "-c", HOSTS[kind], str(tmp_path / "state"), transport, start,
          str(TEST_ADAPTERS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
