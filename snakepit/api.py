@@ -25,6 +25,7 @@ from snakepit.config import Config
 from snakepit.errors import PoolNotFound, PoolNotReady, ShuttingDown, SnakepitError
 from snakepit.pool.mapping import MAX_WINDOW, open_map
 from snakepit.pool.pool import Chunk, Pool
+from snakepit.sigterm import install_sync, sigterm_interrupts, uninstall_sync
 
 T = TypeVar("T")
 
@@ -148,10 +149,11 @@ class App:
 @asynccontextmanager
 async def start(config: Config) -> AsyncIterator[App]:
     """Start the application; the block runs once every required pool is ready. Leaving it
-    (normally, by exception or Ctrl-C) stops everything and reaps every worker process."""
+    (normally, by exception, Ctrl-C or SIGTERM) stops everything and reaps every worker
+    process. SIGTERM is handled as Ctrl-C only if nobody else handles it (snakepit.sigterm)."""
     from snakepit.application import Application
 
-    async with otp.running(Application(config).run) as app:
+    async with sigterm_interrupts(), otp.running(Application(config).run) as app:
         token = _current_app.set(app)
         try:
             yield app
@@ -188,10 +190,14 @@ class Client:
         self._nursery: trio.Nursery | None = None
         self._stop: trio.Event | None = None
         self._error: BaseException | None = None
+        self._sigterm = False
 
     def __enter__(self) -> "Client":
         if self._thread is not None:
             raise RuntimeError("this Client is already running")
+        # SIGTERM, like Ctrl-C, raises in the main thread so the `with` block is left through
+        # its finally blocks (unless the program handles SIGTERM itself: snakepit.sigterm).
+        self._sigterm = install_sync()
         ready: queue.Queue[BaseException | None] = queue.Queue()
         self._thread = threading.Thread(target=self._main, args=(ready,),
                                         name="snakepit-client", daemon=True)
@@ -200,6 +206,7 @@ class Client:
         if error is not None:
             self._thread.join()
             self._thread = None
+            uninstall_sync(self._sigterm)
             raise error
         return self
 
@@ -211,12 +218,15 @@ class Client:
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        if self._token is not None and self._stop is not None:
-            try:
-                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
-            except trio.RunFinishedError:
-                pass
-        thread.join()
+        try:
+            if self._token is not None and self._stop is not None:
+                try:
+                    trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+                except trio.RunFinishedError:
+                    pass
+            thread.join()
+        finally:
+            uninstall_sync(self._sigterm)
 
     def _main(self, ready: "queue.Queue[BaseException | None]") -> None:
         async def main() -> None:
@@ -358,7 +368,8 @@ _END = object()
 
 
 def run_as_script(fn: Callable[[Client], T], config: Config) -> T:
-    """Run ``fn(client)`` with a running application and guarantee cleanup, even on Ctrl-C."""
+    """Run ``fn(client)`` with a running application and guarantee cleanup, even on Ctrl-C
+    or SIGTERM (which raises :class:`snakepit.sigterm.Terminated`, a KeyboardInterrupt)."""
     with Client(config) as client:
         return fn(client)
 

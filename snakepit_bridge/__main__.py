@@ -107,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                    heartbeat_timeout=args.heartbeat_timeout, dependent=not args.no_dependent,
                    shutdown_grace=args.shutdown_grace, secret=secret, pipe_fd=args.pipe_fd,
                    tls=tls, bind_host=bind_host)
+    from snakepit_bridge.lifetime import own_process, take_group_down
+    own_process()
     code = asyncio.run(serve(adapter, opts))
+    take_group_down()   # a tool's children go with the worker (ADR 0002, "Grandchildren")
     sys.stdout.flush()
     sys.stderr.flush()
     # Tool threads that ignore cancellation must not keep a stopped worker alive.

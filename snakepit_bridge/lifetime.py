@@ -3,12 +3,19 @@
     lifetime = Lifetime(LifetimeConfig(heartbeat_interval=2, heartbeat_timeout=10,
                                        dependent=True, shutdown_grace=5), worker_id="w-1")
     lifetime.watch_stdin()            # stdin EOF: the host is gone (even after its kill -9)
+    ...
+    take_group_down()                 # last act: nothing a tool started outlives the worker
     lifetime.handle_signals()         # SIGTERM/SIGINT: graceful stop
     report_ready(ready_fd, ready_line(port=port, worker_id="w-1", transport="grpc"))
     await lifetime.watchdog(probe)    # host heartbeats lost (and the probe failed) while dependent
     await lifetime.wait_stopped()     # then: lifetime.exit_code, lifetime.grace
 
 The same for both carriers and for the workers a zygote forks (they run the same ``serve``).
+
+Grandchildren (ADR 0002): a worker leads its own process group, and a tool's children are in
+it. On its way out, whatever the reason, the worker SIGKILLs the rest of its group; once the
+host is lost it also arms a deadline (``EXIT_DEADLINE``) after which it kills the whole group,
+itself included, should its orderly exit hang.
 """
 
 from __future__ import annotations
@@ -28,6 +35,16 @@ import attrs
 from snakepit_bridge.protocol import EXIT_HOST_LOST, EXIT_OK, HOST_LOST_GRACE, PROTOCOL_VERSION
 
 log = logging.getLogger("snakepit_bridge")
+
+EXIT_DEADLINE = 3.0   # seconds past HOST_LOST_GRACE before a worker that lost its host is killed
+_exit_deadline = False   # armed only in a worker process of its own (never in a test's or app's)
+
+
+def own_process() -> None:
+    """This process is a worker (``python -m snakepit_bridge``): once its host is lost it may
+    kill its own process group if its orderly exit hangs."""
+    global _exit_deadline
+    _exit_deadline = True
 
 
 @attrs.frozen
@@ -49,6 +66,7 @@ class Lifetime:
         self.reason = ""
         self.last_heartbeat = time.monotonic()
         self._stop = asyncio.Event()
+        self._deadline_armed = False
 
     @property
     def stopping(self) -> bool:
@@ -61,7 +79,13 @@ class Lifetime:
             self._stop.set()
 
     def host_lost(self, why: str) -> None:
-        """The host is gone: stop at once, in-flight work has nobody to answer."""
+        """The host is gone: stop at once, in-flight work has nobody to answer. Should the
+        orderly exit hang (a tool thread that never returns), the group is killed anyway."""
+        if _exit_deadline and not self._deadline_armed:
+            self._deadline_armed = True
+            timer = threading.Timer(HOST_LOST_GRACE + EXIT_DEADLINE, _kill_own_group)
+            timer.daemon = True
+            timer.start()
         self.request_stop(EXIT_HOST_LOST, HOST_LOST_GRACE, why)
 
     async def wait_stopped(self) -> None:
@@ -135,3 +159,58 @@ def report_ready(fd: int | None, line: str) -> None:
     while data:
         data = data[os.write(fd, data):]
     os.close(fd)
+
+
+def _leads_own_group() -> bool:
+    # Only a group of our own: a worker run by hand from a shell that did not make it a group
+    # leader must not signal its shell's job.
+    return os.getpgrp() == os.getpid()
+
+
+def _kill_own_group() -> None:
+    if _leads_own_group():
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    os._exit(EXIT_HOST_LOST)
+
+
+def _group_members(pgrp: int) -> list[int] | None:
+    """Other processes in process group ``pgrp`` (from /proc; None where there is none)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    me, found = os.getpid(), []
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue   # gone meanwhile
+        fields = stat[stat.rfind(b")") + 2:].split()   # after "pid (comm) "
+        if len(fields) > 2 and int(fields[2]) == pgrp and fields[0] != b"Z":
+            found.append(int(entry))
+    return found
+
+
+def take_group_down() -> None:
+    """SIGKILL every other process of the worker's process group: a tool's children, and
+    theirs, must not outlive the worker (ADR 0002, "Grandchildren"). Only when the worker leads
+    its group, as snakepit starts it. Without /proc, the whole group, the worker included."""
+    if not _leads_own_group():
+        return
+    pgrp = os.getpgrp()
+    for _ in range(5):   # a member may fork while we look: look again
+        members = _group_members(pgrp)
+        if members is None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.killpg(pgrp, signal.SIGKILL)
+        if not members:
+            return
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass

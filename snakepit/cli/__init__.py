@@ -33,8 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SnakepitError as exc:
         print(f"snakepit {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:   # Ctrl-C, or SIGTERM (snakepit.sigterm): 128 + signal
+        return 128 + int(getattr(exc, "signum", 2))
     except BrokenPipeError:
         # The reader went away (`snakepit inspect --format json | head -1`): that is not an
         # error. Point stdout at /dev/null so the interpreter's final flush does not fail too.

@@ -64,9 +64,10 @@ async def spawn_worker(host: LaunchContext, config: PoolConfig, worker: "Worker"
                        nursery: trio.Nursery) -> WorkerProcess:
     runtime = worker.runtime
     adapter = runtime.adapter
-    zygote = runtime.zygote if config.preload else None
-    if config.preload and zygote is None:
+    keeper = runtime.zygote if config.preload else None
+    if config.preload and keeper is None:
         raise WorkerStartError(f"worker {worker.id}: the pool's zygote is not running")
+    zygote = await keeper.running() if keeper is not None else None   # waits for a restart
     pipe = socket.socketpair() if config.resolved_transport == "pipe" else None
     child_fd = pipe[1].fileno() if pipe else None
 

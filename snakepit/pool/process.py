@@ -228,6 +228,12 @@ class WorkerProcess:
             await self._pumps_done.wait()
         for scope in self._pump_scopes:   # a stray grandchild may hold the pipes open
             scope.cancel()
+        # Our ends of its pipes: closed now, not whenever the garbage collector gets to them
+        # (a crash storm would otherwise hold the fds of every dead worker). A pump still
+        # reading gets ClosedResourceError, which ends it.
+        for stream in (self.proc.stdout, self.proc.stderr, self._ready_stream):
+            if stream is not None:
+                await stream.aclose()
         if not self._reaped:
             self._reaped = True
             if self._registry is not None:

@@ -23,7 +23,7 @@ from snakepit.pool.starter import Slot
 from snakepit.pool.worker import Worker
 
 if TYPE_CHECKING:
-    from snakepit.pool.zygote import Zygote
+    from snakepit.pool.zygote import ZygoteKeeper
 
 log = logging.getLogger("snakepit.pool")
 
@@ -43,7 +43,7 @@ class PoolRuntime:
         self._connect = connect
         self._emit = emit
         self._start_zygote = start_zygote
-        self.zygote: "Zygote | None" = None   # preload=True: what workers are forked from
+        self.zygote: "ZygoteKeeper | None" = None   # preload=True: what workers are forked from
         self.startup_limiter = trio.CapacityLimiter(config.startup_batch_size)
         self.roster = Roster(config.name, max_requests=config.worker_max_requests)
         self.roster.limit_reached = self._limit_reached
@@ -184,5 +184,6 @@ class PoolRuntime:
             "pool_saturated": d.pool_saturated if d else 0,
             "restarts": self.restarts,
             "recycled": self.recycled,
-            "degraded": sum(1 for s in self.slots.values() if s.degraded),
+            "degraded": sum(1 for s in self.slots.values() if s.degraded)
+            + int(bool(self.zygote is not None and self.zygote.degraded)),
         }

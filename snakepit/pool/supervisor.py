@@ -1,31 +1,37 @@
 """The subtree of one pool (docs/architecture.md has the whole tree):
 
     PoolSupervisor[name]        rest_for_one
-    ├── Zygote                  only with preload=True: the process workers are forked from
+    ├── Zygote                  only with preload=True: keeps the process workers are forked
+    │                           from (its deaths stop there, like a worker's at its starter)
     ├── WorkerSupervisor        dynamic: one WorkerStarter per slot <name>-1 .. <name>-<size>
     ├── Pool                    the dispatcher; registered as ("pool", name)
     └── LifecycleManager        recycling by TTL / memory
 
 Each run of the pool supervisor builds a fresh :class:`PoolRuntime`, through which its
 children find each other. A crash of the dispatcher restarts it and the lifecycle manager; the
-workers stay and join the new dispatcher. Worker crashes stop at their starter.
+workers stay and join the new dispatcher. Worker crashes stop at their starter, zygote crashes
+at the zygote child.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any, Callable
 
 import trio
 
 from snakepit import otp
 from snakepit.config import PoolConfig
-from snakepit.errors import WorkerCrashed
+from snakepit.errors import SnakepitError
 from snakepit.pool.dispatcher import Dispatcher
 from snakepit.pool.lifecycle import lifecycle_manager
 from snakepit.pool.pool import Pool
 from snakepit.pool.runtime import PoolRuntime
-from snakepit.pool.starter import worker_starter
+from snakepit.pool.starter import Slot, backoff, worker_starter
+from snakepit.pool.zygote import ZygoteKeeper
+
+log = logging.getLogger("snakepit.pool")
 
 STARTER_GRACE_MARGIN = 5.0   # beyond shutdown_grace: SIGKILL and reaping
 
@@ -55,28 +61,51 @@ async def worker_supervisor(runtime: PoolRuntime, *,
 
 async def zygote_child(runtime: PoolRuntime, *,
                        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-    """Runs the pool's zygote; its exit is this child's crash (its workers restart with it)."""
+    """Keeps the pool's zygote running, as a worker starter keeps its slot: a zygote that died
+    is restarted at once, one that keeps failing to start is retried with the slot backoff
+    and reported ``degraded``. Like a starter it reports started at once and never fails
+    because of its process, so zygote deaths never count against the supervisors (ADR 0002).
+    Workers wait in :meth:`ZygoteKeeper.running` for a zygote to fork them from."""
+    keeper = ZygoteKeeper(Slot(f"{runtime.name}-zygote"))
+    runtime.zygote = keeper
+    task_status.started(keeper)
     try:
-        await _run_zygote(runtime, task_status)
+        while True:
+            if not await _zygote_incarnation(runtime, keeper):
+                await trio.sleep(backoff(keeper.slot.failures))
+    finally:
+        runtime.zygote = None
+
+
+async def _zygote_incarnation(runtime: PoolRuntime, keeper: ZygoteKeeper) -> bool:
+    """One zygote from start to exit; False if it failed to start."""
+    slot = keeper.slot
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                zygote = await runtime.start_zygote(nursery)
+            except SnakepitError as exc:
+                slot.failures += 1
+                slot.last_error = exc
+                runtime.start_failed(slot, exc)   # a required pool's first start: raised
+                nursery.cancel_scope.cancel()
+                return False
+            slot.failures, slot.last_error = 0, None
+            nursery.start_soon(zygote.run)
+            keeper.set(zygote)
+            try:
+                code = await zygote.process.wait()
+                zygote.kill_forks()
+                log.warning("pool %s: the zygote (pid %s) exited with code %s; restarting it "
+                            "and its workers", runtime.name, zygote.process.pid, code)
+            finally:
+                keeper.set(None)
+                with trio.CancelScope(shield=True):
+                    await zygote.aclose(runtime.config.shutdown_grace)
+                nursery.cancel_scope.cancel()
+        return True
     except BaseExceptionGroup as group:
         raise otp.unwrap_group(group) from None
-
-
-async def _run_zygote(runtime: PoolRuntime, task_status: trio.TaskStatus[Any]) -> None:
-    async with trio.open_nursery() as nursery:
-        zygote = await runtime.start_zygote(nursery)
-        nursery.start_soon(zygote.run)
-        try:
-            runtime.zygote = zygote
-            task_status.started(zygote)
-            code = await zygote.process.wait()
-            raise WorkerCrashed(f"the zygote of pool {runtime.name!r} exited with code {code}",
-                                details={"pool": runtime.name, "exit_code": code})
-        finally:
-            runtime.zygote = None
-            with trio.CancelScope(shield=True):
-                await zygote.aclose(runtime.config.shutdown_grace)
-            nursery.cancel_scope.cancel()
 
 
 async def dispatcher_child(runtime: PoolRuntime, registry: otp.Registry, *,

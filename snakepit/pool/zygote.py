@@ -2,9 +2,12 @@
 ``snakepit_bridge/zygote.py``).
 
 The zygote is started like a worker (its own process group, registry record, readiness line,
-output forwarded, stdin EOF = host gone) and sits first in the pool's ``rest_for_one`` tree,
-so if it dies its workers are restarted with it. ``fork`` hands it a worker's command line,
-environment and fds and returns a :class:`ForkedProcess`: the part of ``trio.Process`` a
+output forwarded, stdin EOF = host gone). Its deaths stop where a worker's do: the pool's
+``zygote`` child (:func:`snakepit.pool.supervisor.zygote_child`) restarts it with a worker
+slot's backoff and never fails because of it; the workers it forked are killed with it and
+their starters fork them again from the next zygote (``ZygoteKeeper.running`` waits for it).
+``fork`` hands a zygote a worker's command line, environment and fds and returns a
+:class:`ForkedProcess`: the part of ``trio.Process`` a
 :class:`~snakepit.pool.process.WorkerProcess` uses, with the exit code the zygote reports.
 """
 
@@ -15,6 +18,7 @@ import itertools
 import json
 import logging
 import os
+import signal
 import socket
 from typing import Any, cast
 
@@ -22,6 +26,7 @@ import psutil
 import trio
 
 from snakepit.errors import WorkerStartError
+from snakepit.pool.signals import signal_group
 
 log = logging.getLogger("snakepit.pool.zygote")
 
@@ -161,7 +166,40 @@ class Zygote:
             self._children[child.pid] = child
         return child
 
+    def kill_forks(self) -> None:
+        """The zygote died under its forks: they go with it (their exit codes would have
+        nobody to report them); their slots fork anew from the next zygote."""
+        for pid in list(self._children):
+            signal_group(pid, signal.SIGKILL)
+
     async def aclose(self, grace: float) -> None:
         self._closed = True
         self._control.close()
         await self.process.terminate(grace)
+
+
+class ZygoteKeeper:
+    """The pool's current zygote as its workers' spawns see it (``runtime.zygote``), and its
+    slot: failed starts in a row, ``degraded``, backoff (:mod:`snakepit.pool.starter`).
+
+        zygote = await runtime.zygote.running()   # waits while the zygote is restarted
+    """
+
+    def __init__(self, slot: Any) -> None:
+        self.slot = slot
+        self.current: Zygote | None = None
+        self._changed = trio.Event()
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.slot.degraded)
+
+    def set(self, zygote: Zygote | None) -> None:
+        self.current = zygote
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def running(self) -> Zygote:
+        while self.current is None:
+            await self._changed.wait()
+        return self.current

@@ -46,9 +46,10 @@ def _chunks_of(frame: pb.Frame) -> Any:
     return frame.chunks.chunks if kind == "chunks" else [frame.chunk] if kind == "chunk" else []
 
 
-def _discard(frame: pb.Frame) -> None:
+def _discard(frame: pb.Frame, peer: str) -> None:
+    """Remove the segments of a frame's chunks nobody will read (only the worker's own)."""
     for chunk in _chunks_of(frame):
-        shm.discard(chunk)
+        shm.discard(chunk, peer)
 
 
 class _Slot:
@@ -64,6 +65,10 @@ class PipeTransport:
                  worker_pid: int | None = None) -> None:
         self.name = name
         self._shm_prefix, self._worker_pid = shm_prefix, worker_pid
+        # The only segments the worker may name: its own (a buggy peer must not make us map,
+        # then unlink, another worker's or another run's). Empty: none.
+        self._peer = f"{shm.peer_prefix(shm_prefix, f'w{worker_pid}')}-" \
+            if shm_prefix and worker_pid is not None else ""
         self._segments = shm.Segments(shm_prefix, f"h{os.getpid()}.{next(_transports)}")
         self._handler = handler
         self._nursery: trio.Nursery | None = None
@@ -133,6 +138,18 @@ class PipeTransport:
         kind = frame.WhichOneof("body")
         if kind is None:   # no body we know: the peer does not speak this protocol
             raise TransportError(f"{self.name} sent frame {frame.id} without a known body")
+        if kind in shm.BLOB_KINDS or kind == "chunks":
+            try:
+                for message in _chunks_of(frame) if kind in _CHUNK_KINDS else \
+                        [getattr(frame, kind)]:
+                    shm.check_peer(message, self._peer)
+            except shm.SegmentError as exc:
+                refused = pb.ErrorInfo(category="worker", type="ForeignSegment",
+                                       message=str(exc))
+                if kind in HOST_REQUESTS:
+                    self._send(frame.id, "error", refused)
+                    return
+                frame, kind = pb.Frame(id=frame.id, error=refused), "error"
         if kind in _CHUNK_KINDS or (kind == "error" and frame.id in self._streams):
             channel = self._streams.get(frame.id)
             try:
@@ -140,7 +157,7 @@ class PipeTransport:
                     raise trio.BrokenResourceError
                 channel.send_nowait(frame)
             except (trio.WouldBlock, trio.BrokenResourceError):
-                _discard(frame)   # past the credit window, or the consumer left
+                _discard(frame, self._peer)   # past the credit window, or the consumer left
             return
         if kind in HOST_REQUESTS:
             assert self._nursery is not None
@@ -158,7 +175,7 @@ class PipeTransport:
             slot.frame = frame
             slot.event.set()
         elif kind in shm.BLOB_KINDS:
-            shm.discard(getattr(frame, kind))   # its caller gave up
+            shm.discard(getattr(frame, kind), self._peer)   # its caller gave up
 
     def _fail(self, why: str) -> None:
         if self._closed:
@@ -329,11 +346,11 @@ class _Chunks:
     def discard_unread(self) -> None:
         """Remove the shared-memory segments of chunks nobody will read (the caller left)."""
         for chunk in self._batch:
-            shm.discard(chunk)
+            shm.discard(chunk, self._t._peer)
         self._batch.clear()
         while True:
             try:
-                _discard(self._recv.receive_nowait())
+                _discard(self._recv.receive_nowait(), self._t._peer)
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return
 

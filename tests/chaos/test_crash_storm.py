@@ -5,18 +5,15 @@ workers within a deadline, and once the application has stopped no process, fd o
 shared-memory segment it made is left. Only the public API (app.workers(), app.stats()).
 """
 
-import collections
-import gc
-import glob
 import os
 import signal
-import warnings
 
 import psutil
 import pytest
 import trio
 
 import snakepit
+from leaks import Load, fds as _fds, segments as _segments, wait_for as _wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.both_transports]
 
@@ -27,55 +24,21 @@ BACK_WITHIN = 30.0
 BLOB = b"\x01" * (1 << 20)   # >= 1 MiB: crosses the pipe as a shared-memory segment
 
 
-def _fds() -> dict[str, str]:
-    out = {}
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            out[fd] = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            pass    # the one listdir itself used
-    return out
-
-
-def _segments() -> set[str]:
-    return set(glob.glob("/dev/shm/snakepit-*"))
-
-
-async def _wait_for(predicate, within):
-    """Poll the public state until ``predicate()`` holds; fails after ``within`` seconds."""
-    with trio.fail_after(within):
-        while not predicate():
-            await trio.sleep(0.05)
-
-
 async def test_crash_storm(make_config):
     config = make_config(size=SIZE)
     async with snakepit.start(make_config(size=1)) as app:   # warm-up: lazily opened fds
         await app.execute("ping")
     fds, segments = _fds(), _segments()
-    outcomes: collections.Counter = collections.Counter()
-    unexpected: list[BaseException] = []
     pids: set[int] = set()
 
     async with snakepit.start(config) as app:
         storm_over = trio.Event()
 
-        async def caller(i: int) -> None:
-            n = 0
-            while not storm_over.is_set():
-                n += 1
-                args = {"x": i, "blob": BLOB} if n % 4 == 0 else {"x": i}
-                try:
-                    with trio.fail_after(HUNG_AFTER):
-                        await app.execute("echo", args)
-                    outcomes["ok"] += 1
-                except snakepit.WorkerCrashed:
-                    outcomes["WorkerCrashed"] += 1
-                except trio.TooSlowError:
-                    outcomes["hung"] += 1
-                except Exception as exc:   # noqa: BLE001 - anything else is a finding
-                    outcomes[type(exc).__name__] += 1
-                    unexpected.append(exc)
+        load = Load(app, storm_over, HUNG_AFTER)
+        outcomes, unexpected = load.outcomes, load.unexpected
+
+        def args_for(i: int):
+            return lambda n: {"x": i, "blob": BLOB} if n % 4 == 0 else {"x": i}
 
         async def killer() -> None:
             victims = 0
@@ -96,7 +59,7 @@ async def test_crash_storm(make_config):
 
         async with trio.open_nursery() as nursery:
             for i in range(CALLERS):
-                nursery.start_soon(caller, i)
+                nursery.start_soon(load.caller, args_for(i))
             nursery.start_soon(killer)
 
         await _wait_for(lambda: sum(w["state"] == "ready" for w in app.workers()) == SIZE
@@ -110,16 +73,9 @@ async def test_crash_storm(make_config):
     assert set(outcomes) <= {"ok", "WorkerCrashed", "killed", "hung"}, outcomes
 
     await _wait_for(lambda: not any(psutil.pid_exists(p) for p in pids), 10.0)
-    # Dead workers' stdout/stderr pipes are closed by the garbage collector, not when the
-    # worker is reaped (pool/process.py reads them to EOF but does not close them); what is
-    # still open after a collection is a real leak.
-    before_gc = {fd: what for fd, what in _fds().items() if fds.get(fd) != what}
-    gc.collect()
+    # Closed as each worker is reaped, not left to the garbage collector (pool/process.py).
     left = {fd: what for fd, what in _fds().items() if fds.get(fd) != what}
     assert left == {}, f"fds left open: {left}"
-    if before_gc:
-        warnings.warn(f"{len(before_gc)} fds of dead workers stayed open until gc.collect(): "
-                      f"{sorted(set(before_gc.values()))[:4]}", UserWarning, stacklevel=1)
     ours = [s for s in _segments() - segments if f"-h{os.getpid()}." in s
             or any(f"-w{p}-" in s for p in pids)]
     assert ours == [], "shared-memory segments left"

@@ -126,3 +126,23 @@ def test_host_kill_9_takes_the_zygote_and_its_workers_down(tmp_path, transport):
             if not gone(pid):
                 os.kill(pid, signal.SIGKILL)
         host.stdout.close()
+
+
+async def test_a_zygote_that_cannot_preload_fails_a_required_pools_start(make_config):
+    with pytest.raises(snakepit.SnakepitError, match="no_such_module"):
+        async with snakepit.start(make_config(size=1, preload=True,
+                                              adapter="no_such_module:Adapter")):
+            pass
+
+
+async def test_a_failing_zygote_is_retried_with_backoff_and_reported_degraded(make_config):
+    # An optional pool whose zygote cannot start keeps being retried (capped backoff, like a
+    # worker slot), counts as degraded, and leaves the other pools serving.
+    base = make_config(size=1)
+    broken = snakepit.PoolConfig(name="broken", size=1, preload=True, required=False,
+                                 adapter="no_such_module:Adapter", env=base.pools[0].env)
+    config = snakepit.Config(pools=[base.pools[0], broken], state_dir=base.state_dir)
+    async with snakepit.start(config) as app:
+        await wait_for(lambda: app.stats("broken")["degraded"] == 1, 30.0)
+        assert app.stats("broken")["workers"] == 0
+        assert await app.execute("add", {"a": 2, "b": 3}) == 5

@@ -214,3 +214,68 @@ async def test_leaving_mid_batch_cancels_and_removes_the_unread_chunks_segments(
     finally:
         for name in names:
             (Path(shm.SHM_DIR) / name).unlink(missing_ok=True)
+
+
+@pytest.fixture
+async def shm_pair(nursery, tmp_path):
+    """A transport whose worker (pid 4242) may name only ``<prefix>-w4242-*`` segments, and
+    a segment of somebody else's that a buggy peer names."""
+    import os
+    import secrets
+
+    from snakepit_bridge import shm
+    if not shm.available():
+        pytest.skip("no /dev/shm")
+    prefix = f"snakepit-t{secrets.token_hex(4)}"
+    foreign = f"{prefix}-w1-1"   # another worker's
+    path = os.path.join(shm.SHM_DIR, foreign)
+    with open(path, "wb") as f:
+        f.write(b"x" * 16)
+    host_sock, peer_sock = socket.socketpair()
+    transport = PipeTransport(host_sock, "w-1", Handler(), shm_prefix=prefix, worker_pid=4242)
+    await transport.start(nursery)
+    try:
+        yield transport, Peer(peer_sock), foreign, path
+    finally:
+        await transport.aclose()
+        shm.sweep(prefix)
+
+
+def _naming(segment):
+    return {"b": pb.Blob(shm_name=segment, shm_size=16, dtype="bytes")}
+
+
+async def test_a_reply_naming_a_foreign_segment_is_refused_and_left_alone(shm_pair):
+    import os
+
+    from snakepit.errors import SnakepitError
+    transport, peer, foreign, path = shm_pair
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            async def call():
+                with pytest.raises(SnakepitError, match="may not name"):
+                    await transport.execute(pb.ExecuteRequest(tool="x"), timeout=5)
+            n.start_soon(call)
+            req = await peer.recv()
+            await peer.send(pb.Frame(id=req.id, result=pb.ExecuteResponse(
+                success=True, result_json=b"1", blobs=_naming(foreign))))
+        # a late reply nobody waits for: discarded, but only the peer's own segments
+        await peer.send(pb.Frame(id=999, result=pb.ExecuteResponse(
+            success=True, result_json=b"1", blobs=_naming(foreign))))
+        async with trio.open_nursery() as n:   # and the pipe still works
+            n.start_soon(transport.ping)
+            req = await peer.recv()
+            await peer.send(pb.Frame(id=req.id, pong=pb.PingResponse(message="x", pid=7)))
+    assert os.path.exists(path)
+
+
+async def test_a_host_call_naming_a_foreign_segment_gets_an_error(shm_pair):
+    import os
+    transport, peer, foreign, path = shm_pair
+    with trio.fail_after(10):
+        await peer.send(pb.Frame(id=7, call_host_tool=pb.CallHostToolRequest(
+            tool="tok", blobs=_naming(foreign))))
+        reply = await peer.recv()
+    assert reply.id == 7 and reply.WhichOneof("body") == "error"
+    assert "may not name" in reply.error.message
+    assert os.path.exists(path)
