@@ -187,9 +187,14 @@ async def test_credit_counts_chunks_not_frames(pair):
 
 
 @pytest.mark.skipif(not shm.available(), reason="needs a writable /dev/shm")
-async def test_leaving_mid_batch_cancels_and_removes_the_unread_chunks_segments(pair):
-    transport, peer = pair
-    names = [f"snakepit-t{os.getpid()}x{uuid.uuid4().hex[:8]}-w1-{i}" for i in range(3)]
+async def test_leaving_mid_batch_cancels_and_removes_the_unread_chunks_segments(nursery):
+    prefix = f"snakepit-t{os.getpid()}x{uuid.uuid4().hex[:8]}"
+    host_sock, peer_sock = socket.socketpair()
+    # the worker (pid 1 here) may name its own segments: <prefix>-w1-*
+    transport = PipeTransport(host_sock, "w-1", Handler(), shm_prefix=prefix, worker_pid=1)
+    await transport.start(nursery)
+    peer = Peer(peer_sock)
+    names = [f"{prefix}-w1-{i}" for i in range(3)]
     for name in names:
         (Path(shm.SHM_DIR) / name).write_bytes(b"abcd")
     try:
@@ -212,6 +217,7 @@ async def test_leaving_mid_batch_cancels_and_removes_the_unread_chunks_segments(
         # chunk 1 was handed out (its reader owns its segment); 2 and 4 were not read
         assert [(Path(shm.SHM_DIR) / n).exists() for n in names] == [True, False, False]
     finally:
+        await transport.aclose()
         for name in names:
             (Path(shm.SHM_DIR) / name).unlink(missing_ok=True)
 
