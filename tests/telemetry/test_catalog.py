@@ -73,7 +73,9 @@ async def test_catalog_events_fire_with_their_fields(make_config):
             await wait_seen(seen, ("snakepit", "pool", "worker", "recycled"),
                             ("snakepit", "heartbeat", "pong"))
             await wait_seen(seen, ("snakepit", "python", "custom", "event"))
-            os.kill(app.workers()[0]["pid"], signal.SIGKILL)
+            # the slot's current worker (the recycled one may still be draining beside it)
+            newest = max(app.workers(), key=lambda w: w["incarnation"])
+            os.kill(newest["pid"], signal.SIGKILL)
             await wait_seen(seen, ("snakepit", "pool", "worker", "restarted"))
         # saturation and queue timeout: one worker busy, a queue of one
         async with snakepit.start(make_config(size=1, max_queue_size=1,
