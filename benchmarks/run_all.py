@@ -54,6 +54,7 @@ import trio
 import snakepit
 from benchlib import drive, pool_config, stop_process, summary, telemetry_pairs
 from importtime import library_import_ms, worker_start
+import cpu_per_call  # noqa: E402
 
 try:
     import numpy as np
@@ -609,6 +610,27 @@ def section_imports(p: Params, res: Results) -> None:
             res.put("library_import_ms", peer, [lib[peer] for _, lib in runs])
 
 
+CPU_ROWS = ["cpu_host_us", "cpu_worker_us"]
+
+
+def section_cpu(p: Params, res: Results) -> None:
+    """Process CPU time per call (psutil user+system) of the caller and of the one worker,
+    sequential `add`: snakepit over each transport and ProcessPoolExecutor, interleaved per
+    repetition (benchmarks/cpu_per_call.py)."""
+    calls = 3000 if p.n_lat != QUICK.n_lat else 1000
+    runs = {PIPE: lambda: cpu_per_call.snakepit_row("pipe", calls),
+            GRPC: lambda: cpu_per_call.snakepit_row("grpc", calls),
+            PPE: lambda: cpu_per_call.ppe_row(calls)}
+    with guard(res, PIPE, CPU_ROWS):
+        got: dict[str, list[dict[str, float]]] = {peer: [] for peer in runs}
+        for _ in range(p.reps):
+            for peer, run in runs.items():
+                got[peer].append(run())
+        for peer, samples in got.items():
+            res.put("cpu_host_us", peer, [r["host_us"] for r in samples])
+            res.put("cpu_worker_us", peer, [r["worker_us"] for r in samples])
+
+
 SECTIONS: dict[str, Callable[[Params, Results], None]] = {
     "floor": lambda p, res: section_async(FLOOR, pipe_echo, p, res, throughput=False),
     "pipe": lambda p, res: section_snakepit("pipe", p, res),
@@ -618,6 +640,7 @@ SECTIONS: dict[str, Callable[[Params, Results], None]] = {
     "bare": lambda p, res: section_async(BARE, bare_peer, p, res),
     "startup": section_startup,
     "imports": section_imports,
+    "cpu": section_cpu,
     "ray": section_ray,
 }
 
@@ -678,6 +701,11 @@ def rows(p: Params) -> list[Row]:
         what = "preload=True" if mode == "preload" else mode
         out.append(Row(f"startup_{n}_{mode}", f"{n} workers ready, s ({what})", ".2f",
                        targets=both(f"<= {bound:g} s", "<=", bound) if n == 100 else ()))
+    out += [
+        Row("cpu_host_us", "caller CPU per sequential `add`, µs (psutil, 1 worker)", ".0f",
+            VS_PPE, (Target("pipe <= 80 µs", PIPE, "<=", 80.0, fmt=".0f"),)),
+        Row("cpu_worker_us", "worker CPU per sequential `add`, µs (psutil)", ".0f", VS_PPE,
+            (Target("pipe <= 50 µs", PIPE, "<=", 50.0, fmt=".0f"),))]
     out += [
         Row("worker_ready_ms", "one worker process ready, ms (showcase; floor: an interpreter "
             "that reports ready at once)", ".0f", VS_FLOOR),
