@@ -23,7 +23,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ import time
 from typing import Any
 
 from snakepit_bridge.protocol import BIND_HOST_ENV
+from snakepit_bridge.signals import KILL, escalation, signal_group
 
 STDERR_TAIL = 50
 READY_FD_FLAG = "--ready-fd"
@@ -103,14 +103,16 @@ class WorkerActor:
                 return None
             if proc.stdin is not None and not proc.stdin.closed:
                 proc.stdin.close()
-            if grace > 0 and proc.poll() is None:
-                _signal_group(proc.pid, signal.SIGTERM)
-                _signal_group(proc.pid, signal.SIGCONT)
-                try:
-                    proc.wait(grace)
-                except subprocess.TimeoutExpired:
-                    pass
-            _signal_group(proc.pid, signal.SIGKILL)   # always: a tool's child may live on
+            for sigs, wait in escalation(grace):
+                # the last step always: a tool's child may live on in the group
+                if proc.poll() is None or sigs == KILL:
+                    for sig in sigs:
+                        signal_group(proc.pid, sig)
+                if wait and proc.poll() is None:
+                    try:
+                        proc.wait(wait)
+                    except subprocess.TimeoutExpired:
+                        pass
             return proc.wait()
 
     def tail(self) -> list[str]:
@@ -146,13 +148,3 @@ def _read_line(fd: int, timeout: float) -> str | None:
     finally:
         os.close(fd)
     return data.split(b"\n", 1)[0].decode()
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass

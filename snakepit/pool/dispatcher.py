@@ -83,11 +83,6 @@ class Dispatcher:
                                                          WorkerState.CANCELLING,
                                                          WorkerState.DRAINING)]
 
-    def session_worker(self, session_id: str) -> Member | None:
-        key = self._affinity.get(session_id)
-        entry = self.roster.entries.get(key) if key is not None else None
-        return entry.worker if entry is not None else None
-
     # -- requests ---------------------------------------------------------------------------
     async def checkout(self, session_id: str | None = None) -> Member:
         """A worker with a free slot for one request (waiting in the queue if need be)."""

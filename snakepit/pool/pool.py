@@ -13,7 +13,8 @@ import logging
 import math
 import time
 import uuid
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, \
+    nullcontext
 from typing import Any, AsyncIterator, Iterator, cast
 
 import attrs
@@ -243,14 +244,20 @@ class Pool:
         return [w.info() for w in sorted(self.runtime.workers.values(), key=lambda w: w.key)]
 
 
-@contextmanager
-def _span(kind: str, pool: str, request: pb.ExecuteRequest) -> Iterator[Any]:
+_UNTRACED: AbstractContextManager[Any] = nullcontext()
+
+
+def _span(kind: str, pool: str, request: pb.ExecuteRequest) -> AbstractContextManager[Any]:
     """The call's span, and its W3C context in the request (the worker's span becomes its
-    child) — only when an OpenTelemetry SDK is installed: without one, a span would cost
-    microseconds per call for nothing."""
+    child) — only when an OpenTelemetry SDK is installed: without one (a ProxyTracerProvider)
+    a span would cost microseconds per call for nothing, so a shared no-op stands in."""
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        yield None
-        return
+        return _UNTRACED
+    return _traced(kind, pool, request)
+
+
+@contextmanager
+def _traced(kind: str, pool: str, request: pb.ExecuteRequest) -> Iterator[Any]:
     with _TRACER.start_as_current_span(f"snakepit.{kind}", attributes={
             "snakepit.pool": pool, "snakepit.tool": request.tool,
             "snakepit.correlation_id": request.correlation_id}) as span:

@@ -27,7 +27,7 @@ import attrs
 import trio
 
 from snakepit.errors import WorkerStartError
-from snakepit.pool.signals import KILL, escalation, signal_group
+from snakepit_bridge.signals import KILL, escalation, signal_group
 from snakepit.logs import redact
 
 log = logging.getLogger("snakepit.worker")
@@ -207,7 +207,7 @@ class WorkerProcess:
         return code
 
     async def terminate(self, grace: float) -> int:
-        """Stop the process group by :func:`~snakepit.pool.signals.escalation` (``grace`` 0:
+        """Stop the process group by :func:`~snakepit_bridge.signals.escalation` (``grace`` 0:
         SIGKILL at once) and reap it. Safe to call more than once and from a shielded
         ``finally``."""
         if self.proc.stdin is not None:   # the fallback signal: "the host is gone"

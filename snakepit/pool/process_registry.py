@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 import psutil
 
-from snakepit.pool.signals import escalation, signal_group
+from snakepit_bridge.signals import escalation, signal_group
 from snakepit.state_files import private_file, remove_socket
 
 from snakepit_bridge import shm
@@ -218,7 +218,7 @@ class ProcessRegistry:
 
 
 def _kill_groups(pids: list[int], grace: float = 2.0) -> None:
-    """Stop each process group by :func:`~snakepit.pool.signals.escalation`."""
+    """Stop each process group by :func:`~snakepit_bridge.signals.escalation`."""
     if not pids:
         return
     for sigs, wait in escalation(grace):

@@ -66,7 +66,7 @@ class Member(Protocol):
 class Entry:
     """One worker's record. Read it anywhere; only :class:`Roster` writes it."""
 
-    __slots__ = ("worker", "state", "in_flight", "requests", "abandoned", "idle", "reason")
+    __slots__ = ("worker", "state", "in_flight", "requests", "abandoned", "idle")
 
     def __init__(self, worker: Member) -> None:
         self.worker = worker
@@ -75,7 +75,6 @@ class Entry:
         self.requests = 0           # requests handed to this process
         self.abandoned = 0          # leases whose caller gave up; released on confirmation
         self.idle = trio.Event()    # set while in_flight == 0 once draining
-        self.reason: str | None = None   # why it left rotation (recycle reason, ...)
 
     @property
     def free(self) -> int:
@@ -113,9 +112,6 @@ class Roster:
     def busy(self) -> int:
         return sum(1 for e in self.entries.values() if e.in_flight > 0)
 
-    def live(self) -> list[Entry]:
-        return [e for e in self.entries.values() if e.state in ALIVE]
-
     # -- transitions ------------------------------------------------------------------------
     def _move(self, entry: Entry, to: WorkerState) -> None:
         if to not in TRANSITIONS[entry.state]:
@@ -135,22 +131,20 @@ class Roster:
         self._move(entry, WorkerState.READY)
         self._offer_free(entry)
 
-    def drain(self, worker: Member, reason: str = "recycle") -> trio.Event:
+    def drain(self, worker: Member) -> trio.Event:
         """Out of rotation for good; the event is set once no lease is left."""
         entry = self.entries[worker.key]
         if entry.state in (WorkerState.READY, WorkerState.CANCELLING):
-            entry.reason = entry.reason or reason
             self._move(entry, WorkerState.DRAINING)
         self._check_idle(entry)
         return entry.idle
 
-    def leaving(self, worker: Member, reason: str | None = None) -> None:
+    def leaving(self, worker: Member) -> None:
         """The worker is being stopped (crash, kill, stop): out of rotation now."""
         entry = self.entries.get(worker.key)
         if entry is None or entry.state in (WorkerState.STOPPING, WorkerState.STOPPED,
                                             WorkerState.FAILED):
             return
-        entry.reason = entry.reason or reason
         self._move(entry, WorkerState.STOPPING)
 
     def stopped(self, worker: Member) -> None:
@@ -192,7 +186,6 @@ class Roster:
                 and entry.state in (WorkerState.READY, WorkerState.CANCELLING):
             # The limit is reached as the last request is handed out: out of rotation now,
             # so no process ever serves more than max_requests; its in-flight work finishes.
-            entry.reason = "max_requests"
             self._move(entry, WorkerState.DRAINING)
             self.limit_reached(entry.worker)
 

@@ -117,9 +117,6 @@ class PoolRuntime:
         self.emit(("pool", "worker", "recycled"), {},
                   {"worker_id": worker.id, "worker_key": worker.key, "reason": reason})
 
-    def drain(self, worker: Worker, reason: str) -> trio.Event:
-        return self.roster.drain(worker, reason)
-
     def start_failed(self, slot: Slot, error: SnakepitError) -> None:
         first_start = slot.id not in self._ever_ready
         # A required pool's first start failure is raised to the caller with the worker's

@@ -127,7 +127,7 @@ async def _serve(runtime: "PoolRuntime", slot: Slot, worker: Worker,
             continue
         slot.current = replacement
         reason = reason or "recycle"
-        drained = runtime.drain(worker, reason)    # out of rotation now
+        drained = runtime.roster.drain(worker)      # out of rotation now
         runtime.worker_recycled(worker, reason)    # counted as the replacement takes over
         # The old worker drains in the background (up to request_timeout): the replacement may
         # need replacing meanwhile (it can reach worker_max_requests while a long request holds

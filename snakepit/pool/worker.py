@@ -95,7 +95,7 @@ class Worker:
         if reason is not None and self.exit_reason is None:
             self.exit_reason = reason
         self._kill = self._kill or kill
-        self.runtime.roster.leaving(self, reason)
+        self.runtime.roster.leaving(self)
         self._scope.cancel()
 
     def abandoned(self, request_id: str) -> None:
@@ -242,7 +242,7 @@ class Worker:
 
     async def _cleanup(self) -> None:
         rt = self.runtime
-        rt.roster.leaving(self, self.exit_reason)
+        rt.roster.leaving(self)
         rt.worker_gone(self)
         # The process first (SIGTERM and its grace for in-flight work, or SIGKILL at once),
         # then the transport: closing a pipe transport first would tell the worker its host is

@@ -26,7 +26,7 @@ import psutil
 import trio
 
 from snakepit.errors import WorkerStartError
-from snakepit.pool.signals import signal_group
+from snakepit_bridge.signals import signal_group
 
 log = logging.getLogger("snakepit.pool.zygote")
 

@@ -25,9 +25,12 @@ class MisbehavingAdapter(BaseAdapter):
         return seconds
 
     @tool
-    def block_on(self, path: str) -> str:
-        """A sync tool that ignores cancellation (like model inference): it blocks until the
-        test writes to the FIFO at ``path``."""
+    def block_on(self, path: str, started: str = "") -> str:
+        """A sync tool that ignores cancellation (like model inference): it creates the file
+        ``started`` (the test's sign that it runs), then blocks until the test writes to the
+        FIFO at ``path``."""
+        if started:
+            open(started, "w").close()
         with open(path) as fifo:
             return fifo.read()
 

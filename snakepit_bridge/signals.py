@@ -9,8 +9,9 @@ A worker being recycled or stopped in order gets SIGTERM and ``shutdown_grace`` 
 work; one that is unresponsive or unreachable gets SIGKILL at once (waiting would only keep its
 slot empty). SIGCONT follows SIGTERM so that a stopped (SIGSTOP) process wakes up to act on it.
 The last step always signals the whole group, even when the leader is already gone: a tool's
-child may live on in it. Used by :class:`~snakepit.pool.process.WorkerProcess` (async, trio)
-and by the process registry's orphan sweep (sync, in a thread).
+child may live on in it. Used by the host's ``WorkerProcess`` (async, trio), its process
+registry's orphan sweep (sync, in a thread), and the Ray actor that owns a remote worker (it
+lives in the bridge so that a worker-side environment has it too).
 """
 
 from __future__ import annotations
