@@ -76,6 +76,8 @@ class ToolInfo:
     params: tuple[Param, ...]
     ctx_param: str | None
     var_kwargs: bool
+    names: frozenset[str] = attrs.field(init=False, default=attrs.Factory(
+        lambda self: frozenset(p.name for p in self.params), takes_self=True))
 
     def bind(self, args: Any) -> dict[str, Any]:
         """Keyword arguments for the call, validated; raises :class:`ArgumentError`."""
@@ -84,7 +86,7 @@ class ToolInfo:
         if not isinstance(args, dict):
             raise ArgumentError(f"arguments of {self.name!r} must be a JSON object, got "
                                 f"{type(args).__name__}", {"tool": self.name})
-        names = {p.name for p in self.params}
+        names = self.names
         unexpected = sorted(k for k in args if k not in names)
         if unexpected and not self.var_kwargs:
             raise ArgumentError(

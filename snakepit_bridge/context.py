@@ -43,6 +43,11 @@ class HostCaller(Protocol):
     def call(self, method: str, request: Any, timeout: float | None = None) -> Any: ...
 
 
+# One lock for every Cancellation's few state changes: a lock (and an Event) per request cost
+# more than the whole of a short request in the worker.
+_CANCEL_LOCK = threading.Lock()
+
+
 class Cancellation:
     """How a request ends for its tool, set once by whichever comes first: the caller's
     cancel (``"cancelled"``), the request's deadline (``"timeout"``), or the end of a stream
@@ -53,23 +58,31 @@ class Cancellation:
         cancel.set("timeout")     # first reason wins; wakes every wait()
     """
 
+    __slots__ = ("deadline", "reason", "_event")
+
     def __init__(self, deadline: float | None = None) -> None:
         self.deadline = deadline    # a time.monotonic() value
         self.reason: str | None = None
-        self._event = threading.Event()
-        self._lock = threading.Lock()
+        self._event: threading.Event | None = None   # made by the first wait(): most never do
 
     def set(self, reason: str) -> None:
-        with self._lock:
+        with _CANCEL_LOCK:
             if self.reason is None:
                 self.reason = reason
-                self._event.set()
+                if self._event is not None:
+                    self._event.set()
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self.reason is not None
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self._event.wait(timeout)
+        with _CANCEL_LOCK:
+            if self.reason is not None:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
 
     def time_left(self) -> float | None:
         if self.deadline is None:

@@ -51,7 +51,8 @@ class WorkerCore:
             self._on_heartbeat()
         return pb.HeartbeatResponse(seq=request.seq, worker_id=self.worker_id,
                                     in_flight=self.dispatcher.in_flight, rss_bytes=rss_bytes(),
-                                    timestamp=time.time(), running=list(self.dispatcher.running))
+                                    timestamp=time.time(),
+                                    running=self.dispatcher.running_ids())
 
     def describe(self) -> pb.DescribeResponse:
         tools = []

@@ -16,6 +16,7 @@ import contextlib
 import concurrent.futures
 import contextvars
 import functools
+import threading
 import time
 import traceback
 from typing import Any, AsyncGenerator, Callable
@@ -72,10 +73,13 @@ class ToolDispatcher:
         self.in_flight = 0
         # request_id -> tools of that request still running (abandoned ones included): the
         # heartbeat reports them so the host knows when a cancelled sync tool has really ended.
+        # Counted under a lock: the loop and the pipe's tool threads (``run_inline``) both count.
         self.running: collections.Counter[str] = collections.Counter()
+        self._counting = threading.Lock()
 
     # -- shared steps -----------------------------------------------------------------------
-    def _prepare(self, req: pb.ExecuteRequest, streaming: bool
+    def _prepare(self, req: pb.ExecuteRequest, streaming: bool,
+                 cancel: Cancellation | None = None
                  ) -> tuple[ToolInfo, dict[str, Any], Cancellation]:
         tool = self.tools.get(req.tool)
         if tool is None:
@@ -105,7 +109,8 @@ class ToolDispatcher:
         except ArgumentError as exc:
             raise _Failure(error_info("invalid_arguments", "InvalidArguments", str(exc),
                                       exc.details)) from None
-        cancel = Cancellation(time.monotonic() + req.timeout if req.timeout > 0 else None)
+        if cancel is None:
+            cancel = deadline_of(req)
         if tool.ctx_param:
             state = self.sessions.setdefault(req.session_id, {}) if req.session_id else None
             kwargs[tool.ctx_param] = SessionContext(
@@ -127,15 +132,29 @@ class ToolDispatcher:
 
     async def _acquire(self, request_id: str) -> None:
         await self.slots.acquire()
-        self.in_flight += 1
-        self.running[request_id] += 1
+        self.begin(request_id)
 
     def _release(self, request_id: str) -> None:
-        self.in_flight -= 1
-        self.running[request_id] -= 1
-        if self.running[request_id] <= 0:
-            del self.running[request_id]
+        self.end(request_id)
         self.slots.release()
+
+    def begin(self, request_id: str) -> None:
+        """A tool of this request runs from now on (any thread)."""
+        with self._counting:
+            self.in_flight += 1
+            self.running[request_id] += 1
+
+    def end(self, request_id: str) -> None:
+        """A tool of this request has returned (any thread)."""
+        with self._counting:
+            self.in_flight -= 1
+            self.running[request_id] -= 1
+            if self.running[request_id] <= 0:
+                del self.running[request_id]
+
+    def running_ids(self) -> list[str]:
+        with self._counting:
+            return list(self.running)
 
     def _release_when_done(self, work: Any, request_id: str) -> None:
         """A sync tool whose caller gave up runs on in its thread: its slot (and its place in
@@ -175,6 +194,34 @@ class ToolDispatcher:
                 {"tool": tool, "type": exc.type_name, "path": exc.path})) from None
 
     # -- unary ------------------------------------------------------------------------------
+    def inline(self, tool: str) -> bool:
+        """Whether ``tool`` can run with :meth:`run_inline`: a known sync, unary tool."""
+        info = self.tools.get(tool)
+        return info is not None and not info.is_async and not info.streaming
+
+    def run_inline(self, req: pb.ExecuteRequest, cancel: Cancellation) -> pb.ExecuteResponse:
+        """Run a sync tool (:meth:`inline`) in the calling thread, start to answer. The
+        caller has counted the request (:meth:`begin`), watches its deadline and cancels
+        through ``cancel``; the tool sees both as ``ctx.cancelled``."""
+        token = telemetry.correlation.set(req.correlation_id)
+        try:
+            with tracing.span("snakepit.worker.execute", req):
+                tool, kwargs, _ = self._prepare(req, False, cancel)
+                try:
+                    value = tool.fn(**kwargs)
+                except Exception as exc:
+                    raise _Failure(self._tool_error(tool, req, exc, cancel)) from None
+            data, blobs = self._encode(req.tool, value)
+            return pb.ExecuteResponse(success=True, result_json=data, blobs=blobs)
+        except _Failure as failure:
+            return pb.ExecuteResponse(success=False, error=failure.info)
+        finally:
+            telemetry.correlation.reset(token)
+
+    def timed_out(self, req: pb.ExecuteRequest) -> pb.ExecuteResponse:
+        """The answer to a request whose deadline passed before its tool returned."""
+        return pb.ExecuteResponse(success=False, error=_timeout(self.tools[req.tool], req))
+
     async def execute(self, req: pb.ExecuteRequest) -> pb.ExecuteResponse:
         token = telemetry.correlation.set(req.correlation_id)
         try:
@@ -332,6 +379,11 @@ class ToolDispatcher:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def deadline_of(req: pb.ExecuteRequest) -> Cancellation:
+    """The request's cancellation, with its deadline (``req.timeout`` seconds from now)."""
+    return Cancellation(time.monotonic() + req.timeout if req.timeout > 0 else None)
 
 
 def _timeout(tool: ToolInfo, req: pb.ExecuteRequest) -> pb.ErrorInfo:

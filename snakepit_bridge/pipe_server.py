@@ -5,10 +5,14 @@
     await carrier.stop(grace=5.0)
 
 Each frame is a 4-byte little-endian length, then a serialized Frame; each request is one call
-into :class:`~snakepit_bridge.core.WorkerCore`. Requests run as tasks keyed by frame id (Cancel
-cancels the task; an id already in flight is refused); stream chunks are pulled within the
-credit the host grants, and the chunks that are ready when the sender runs leave together in
-one frame. The worker's calls into the host (:class:`PipeHostClient`) and its telemetry events
+into :class:`~snakepit_bridge.core.WorkerCore`. A reader thread reads the pipe (blocking): it
+answers pings and heartbeats itself, hands requests for sync unary tools to tool threads
+(:class:`~snakepit_bridge.inline.InlineRunner`: no event loop on that path), resolves the
+answers to the worker's own host calls, and passes every other frame to the asyncio loop, where
+requests run as tasks keyed by frame id (Cancel cancels the task; an id already in flight is
+refused). Any thread writes a whole frame at a time under one lock. Stream chunks are pulled
+within the credit the host grants, and the chunks that are ready when the sender runs leave
+together in one frame. The worker's calls into the host (:class:`PipeHostClient`) and its telemetry events
 travel on the same pipe. A frame that does not parse ends the connection: the peer is not
 speaking the protocol, and the worker stops as if the host were gone. Every request is answered,
 with an error frame when it cannot be served, and a frame may name only the host's own
@@ -25,7 +29,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, Coroutine
+from typing import Any, Coroutine, Sequence
 
 from google.protobuf.message import DecodeError
 
@@ -34,6 +38,7 @@ from snakepit_bridge.context import HostCaller, HostToolError
 from snakepit_bridge.core import WorkerCore
 from snakepit_bridge.dispatch import error_info
 from snakepit_bridge.frames import HEADER, HOST_CALLS
+from snakepit_bridge.inline import InlineRunner
 from snakepit_bridge.lifetime import Lifetime
 from snakepit_bridge.proto import bridge_pb2 as pb
 from snakepit_bridge.protocol import MAX_FRAME, SHM_PREFIX_ENV
@@ -91,8 +96,10 @@ class PipeServer:
         self.core: WorkerCore | None = None
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.credits: dict[int, _Credit] = {}
-        self.writer: asyncio.StreamWriter | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.inline: InlineRunner | None = None
+        self._write_lock = threading.Lock()
+        self._closed: str | None = None     # why the pipe is closed, once it is
         self._host = PipeHostClient(self)
         prefix = os.environ.get(SHM_PREFIX_ENV, "")
         self.segments = shm.Segments(prefix, f"w{os.getpid()}")
@@ -108,18 +115,35 @@ class PipeServer:
     # -- Carrier ---------------------------------------------------------------------------
     async def start(self, core: WorkerCore, lifetime: Lifetime) -> int:
         self.core = core
-        reader = await self.connect()
+        loop = self.loop = asyncio.get_running_loop()
+        self.inline = InlineRunner(core.dispatcher, self._answer, threads=core.capacity)
+        self.sock.setblocking(True)
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def read() -> None:
+            try:
+                self._read()
+            finally:
+                with contextlib.suppress(RuntimeError):   # the loop has already finished
+                    loop.call_soon_threadsafe(lambda: ended.done() or ended.set_result(None))
 
         async def serve_then_stop() -> None:
-            await self.serve(reader)
+            try:
+                await ended
+            finally:
+                self._finished()
             lifetime.host_lost("pipe closed: the host is gone")
+        threading.Thread(target=read, name="snakepit-pipe-reader", daemon=True).start()
         self._serving = asyncio.ensure_future(serve_then_stop())
         return 0
 
     async def stop(self, grace: float) -> None:
         pending = [t for t in self.tasks.values() if not t.done()]
-        if pending and grace > 0:
-            await asyncio.wait(pending, timeout=grace)
+        waits: list[Any] = [asyncio.wait(pending, timeout=grace)] if pending else []
+        if self.inline is not None and self.inline.jobs:
+            waits.append(asyncio.to_thread(self.inline.wait_idle, grace))
+        if waits and grace > 0:
+            await asyncio.gather(*waits)
         if self._serving is not None:
             self._serving.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -127,66 +151,121 @@ class PipeServer:
 
     # -- framing ---------------------------------------------------------------------------
     def send(self, fid: int, kind: str, message: Any) -> None:
-        """Queue ``Frame(id=fid, <kind>=message)`` (event-loop thread only). Large blobs go by
-        shared memory; the host unlinks each segment as it reads it, and sweeps what we leave
-        when we exit."""
-        if self.writer is None or self.writer.is_closing():
-            raise ConnectionError("the pipe to the host is closed")
+        """Write ``Frame(id=fid, <kind>=message)`` (any thread; it blocks while the pipe is
+        full). Large blobs go by shared memory; the host unlinks each segment as it reads it,
+        and sweeps what we leave when we exit."""
         if kind in shm.BLOB_KINDS:
             self.segments.export(message)
-        self.writer.writelines(frames.encode(fid, kind, message))
+        self._write(frames.encode(fid, kind, message))
+
+    def _write(self, pieces: Sequence[bytes]) -> None:
+        with self._write_lock:
+            if self._closed is not None:
+                raise ConnectionError(f"the pipe to the host is closed ({self._closed})")
+            try:
+                if len(pieces) == 2 and len(pieces[1]) < (64 << 10):
+                    self.sock.sendall(pieces[0] + pieces[1])
+                else:
+                    for piece in pieces:
+                        self.sock.sendall(piece)
+            except OSError as exc:
+                self._closed = f"write failed: {exc!r}"
+                raise ConnectionError(self._closed) from exc
 
     def send_error(self, fid: int, category: str, type_: str, message: str) -> None:
         self.send(fid, "error", error_info(category, type_, message))
 
-    async def connect(self) -> asyncio.StreamReader:
-        self.loop = asyncio.get_running_loop()
-        reader, self.writer = await asyncio.open_connection(sock=self.sock,
-                                                            limit=MAX_FRAME + 16)
-        return reader
+    def _answer(self, fid: int, response: pb.ExecuteResponse) -> None:
+        self.send(fid, "result", response)
 
-    async def serve(self, reader: asyncio.StreamReader) -> None:
+    def _read(self) -> None:
+        """The reader thread: frames until the host closes its end or breaks the protocol."""
+        buf = bytearray()
+        need = HEADER.size
         try:
             while True:
-                header = await reader.readexactly(HEADER.size)
-                (size,) = HEADER.unpack(header)
-                if size > MAX_FRAME:
-                    log.error("frame of %d bytes exceeds the %d limit: closing the pipe",
-                              size, MAX_FRAME)
-                    return
-                try:
-                    frame = pb.Frame.FromString(await reader.readexactly(size))
-                except DecodeError as exc:
-                    log.error("malformed frame from the host (%s): closing the pipe", exc)
-                    return
-                self.handle(frame)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return   # the host closed its end: it is gone
+                data = self.sock.recv(max(1 << 16, min(need - len(buf), 1 << 24)))
+                if not data:
+                    return   # the host closed its end: it is gone
+                buf += data
+                while len(buf) >= HEADER.size:
+                    (size,) = HEADER.unpack_from(buf)
+                    if size > MAX_FRAME:
+                        log.error("frame of %d bytes exceeds the %d limit: closing the pipe",
+                                  size, MAX_FRAME)
+                        return
+                    need = HEADER.size + size
+                    if len(buf) < need:
+                        break
+                    try:
+                        with memoryview(buf) as view:
+                            frame = pb.Frame.FromString(view[HEADER.size:need])
+                    except DecodeError as exc:
+                        log.error("malformed frame from the host (%s): closing the pipe", exc)
+                        return
+                    del buf[:need]
+                    need = HEADER.size
+                    self._route(frame)
+        except OSError:
+            return   # closed under us (stop), or the host is gone
         finally:
-            for task in self.tasks.values():
-                task.cancel()
-            if self._telemetry is not None:
-                self._telemetry.cancel()
-            self._host.fail_all("the pipe to the host closed")
-            if self.writer is not None:
-                self.writer.close()
+            with self._write_lock:
+                if self._closed is None:
+                    self._closed = "the host closed the pipe"
+
+    def _route(self, frame: pb.Frame) -> None:
+        """(reader thread) Serve what needs no event loop; pass the rest to ``handle``."""
+        kind = frame.WhichOneof("body")
+        fid = frame.id
+        core, inline, loop = self.core, self.inline, self.loop
+        assert core is not None and inline is not None and loop is not None
+        try:
+            if kind == "execute" and core.dispatcher.inline(frame.execute.tool):
+                if fid in inline.jobs or fid in self.tasks:
+                    self.send_error(fid, "internal", "DuplicateId",
+                                    f"frame id {fid} is already in flight: {kind!r} refused")
+                elif not frame.execute.blobs or self._own_segments(fid, frame.execute):
+                    inline.submit(fid, frame.execute)
+            elif kind == "cancel" and inline.cancel(fid):
+                pass
+            elif kind in HOST_REPLIES:
+                self._host.resolve(fid, kind, frame)
+            elif kind == "heartbeat":
+                self.send(fid, "heartbeat_reply", core.heartbeat(frame.heartbeat))
+            elif kind == "ping":
+                self.send(fid, "pong", core.ping(frame.ping))
+            else:
+                loop.call_soon_threadsafe(self.handle, frame)
+        except ConnectionError:
+            pass   # the reader sees the end of the pipe next
+
+    def _finished(self) -> None:
+        """(loop) The pipe is closed: cancel what runs, fail the host calls waiting."""
+        with self._write_lock:
+            if self._closed is None:
+                self._closed = "the worker is stopping"
+        for task in self.tasks.values():
+            task.cancel()
+        if self._telemetry is not None:
+            self._telemetry.cancel()
+        self._host.fail_all("the pipe to the host closed")
+        if self.inline is not None:
+            self.inline.close()
+        with contextlib.suppress(OSError):
+            # the reader thread sees EOF (the fd itself is closed when the process exits:
+            # closing it here could hand its number to another file under the reader)
+            self.sock.shutdown(socket.SHUT_RDWR)
 
     def handle(self, frame: pb.Frame) -> None:
         kind = frame.WhichOneof("body")
         fid = frame.id
         core = self.core
         assert core is not None, "start() attaches the core before frames are read"
-        if kind in HOST_REPLIES:
-            self._host.resolve(fid, kind, frame)
-        elif kind in _TASK_KINDS and fid in self.tasks:
+        if kind in _TASK_KINDS and fid in self.tasks:
             self.send_error(fid, "internal", "DuplicateId",
                             f"frame id {fid} is already in flight: {kind!r} refused")
         elif kind in shm.BLOB_KINDS and not self._own_segments(fid, getattr(frame, kind)):
             pass   # refused with an error frame
-        elif kind == "heartbeat":
-            self.send(fid, "heartbeat_reply", core.heartbeat(frame.heartbeat))
-        elif kind == "ping":
-            self.send(fid, "pong", core.ping(frame.ping))
         elif kind == "describe":
             self.send(fid, "description", core.describe())
         elif kind == "execute":
@@ -253,7 +332,7 @@ class PipeServer:
         """Pull the stream's chunks within the host's credit and send the ones ready, as one
         frame: a chunk never waits for another (the sender takes what is there when it
         runs), and a frame holds at most ``BATCH_BYTES`` of chunks (or one bigger chunk)."""
-        assert self.core is not None and self.writer is not None
+        assert self.core is not None
         credit = self.credits[fid]
         batch = _Batch()
         producer = asyncio.ensure_future(self._pull(request, credit, batch))
@@ -263,7 +342,6 @@ class PipeServer:
                 batch.ready.clear()
                 while batch.chunks:
                     self._send_chunks(fid, batch.take())
-                    await self.writer.drain()
                 if producer.done():
                     producer.result()   # its error, if it failed
                     return
@@ -292,12 +370,10 @@ class PipeServer:
             batch.ready.set()   # wake the sender: it sends what is left and sees we are done
 
     def _send_chunks(self, fid: int, chunks: list[pb.ToolChunk]) -> None:
-        if self.writer is None or self.writer.is_closing():
-            raise ConnectionError("the pipe to the host is closed")
         if len(chunks) == 1:
-            self.writer.writelines(frames.encode(fid, "chunk", chunks[0]))
+            self._write(frames.encode(fid, "chunk", chunks[0]))
         else:
-            self.writer.writelines(frames.encode(fid, "chunks", pb.ToolChunks(chunks=chunks)))
+            self._write(frames.encode(fid, "chunks", pb.ToolChunks(chunks=chunks)))
 
     async def _forward_telemetry(self, core: WorkerCore) -> None:
         try:
@@ -350,12 +426,7 @@ class PipeHostClient:
                 raise HostToolError("host", "HostGone", self._closed)
             self._pending[fid] = (reply, future)
         try:
-            loop.call_soon_threadsafe(self._send, fid, kind, request)
-        except RuntimeError:   # the loop has finished: the worker is stopping
-            with self._lock:
-                self._pending.pop(fid, None)
-            raise HostToolError("host", "HostGone", "the worker is stopping") from None
-        try:
+            self._send(fid, kind, request)
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             raise HostToolError("host", "DEADLINE_EXCEEDED",
