@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import time
 import uuid
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, \
@@ -251,9 +252,18 @@ def _span(kind: str, pool: str, request: pb.ExecuteRequest) -> AbstractContextMa
     """The call's span, and its W3C context in the request (the worker's span becomes its
     child) — only when an OpenTelemetry SDK is installed: without one (a ProxyTracerProvider)
     a span would cost microseconds per call for nothing, so a shared no-op stands in."""
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    if _no_provider() or isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return _UNTRACED
     return _traced(kind, pool, request)
+
+
+def _no_provider() -> bool:
+    """True while no tracer provider is set or configured by the environment (asking
+    ``get_tracer_provider`` looks the environment up on every call)."""
+    return getattr(trace, "_TRACER_PROVIDER", True) is None and not _PROVIDER_FROM_ENV
+
+
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 @contextmanager

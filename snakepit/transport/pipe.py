@@ -1,7 +1,9 @@
 """PipeTransport: bridge.proto Frames over a socketpair to a local worker (``transport="pipe"``).
 
-One reader task routes replies by frame id; one writer task merges queued frames into single
-writes. A call registers a slot and waits on it — no task, no thread and no lock per request.
+One reader task routes replies by frame id. A frame is written by its caller straight into the
+socket when nothing is queued before it (most calls: no task switch); otherwise one writer task
+merges the queued frames into single writes. A call registers a slot and waits on it — no task,
+no thread and no lock per request.
 Streams flow within a credit window the host grants (counted in chunks, however many a frame
 carries), so a slow consumer holds the worker back.
 The worker's own calls into the host (host tools, session data) arrive on the same pipe and are
@@ -38,6 +40,8 @@ REPLIES = {"ping": "pong", "heartbeat": "heartbeat_reply", "describe": "descript
 
 
 _CHUNK_KINDS = frozenset({"chunk", "chunks"})
+# a frame body at least this big goes through the writer task, never joined into a copy here
+_DIRECT = 64 * 1024
 
 
 def _chunks_of(frame: pb.Frame) -> Any:
@@ -73,7 +77,9 @@ class PipeTransport:
         self._handler = handler
         self._nursery: trio.Nursery | None = None
         self._telemetry: trio.MemorySendChannel[Any] | None = None
+        self._sock = sock     # non-blocking: trio made it so
         self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+        self._writing = False   # the writer task holds frames it has taken from _out
         self._ids = itertools.count(1)
         self._slots: dict[int, _Slot] = {}
         self._streams: dict[int, trio.MemorySendChannel[Any]] = {}
@@ -94,7 +100,19 @@ class PipeTransport:
         if self._closed:
             raise WorkerCrashed(f"pipe to {self.name} is closed ({self._error or 'closed'})")
         names = self._segments.export(message) if kind in shm.BLOB_KINDS else []
-        self._out += frames.encode(fid, kind, message)
+        head, body = frames.encode(fid, kind, message)
+        if not self._out and not self._writing and len(body) < _DIRECT:
+            # Nothing queued before it: straight into the socket, no task switch.
+            data = head + body
+            try:
+                sent = self._sock.send(data)
+            except OSError:   # full (BlockingIOError), or broken: the writer finds out which
+                sent = 0
+            if sent == len(data):
+                return names
+            self._out.append(data[sent:])
+        else:
+            self._out += (head, body)
         self._wake.set()
         return names
 
@@ -103,17 +121,23 @@ class PipeTransport:
             while True:
                 await self._wake.wait()
                 self._wake = trio.Event()
-                batch, self._out = b"".join(self._out), []
-                if batch:
-                    await self._stream.send_all(batch)
+                while self._out:
+                    batch, self._out = b"".join(self._out), []
+                    self._writing = True
+                    try:
+                        await self._stream.send_all(batch)
+                    finally:
+                        self._writing = False
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._fail(f"write failed: {exc!r}")
 
     async def _reader(self) -> None:
         buf = bytearray()
+        need = HEADER.size   # bytes of the frame being read (a receive buffer is this big)
         try:
             while True:
-                data = await self._stream.receive_some(1 << 20)
+                data = await self._stream.receive_some(max(1 << 16,
+                                                           min(need - len(buf), 1 << 24)))
                 if not data:
                     break
                 buf += data
@@ -121,8 +145,10 @@ class PipeTransport:
                     (size,) = HEADER.unpack_from(buf)
                     if size > MAX_FRAME:
                         raise TransportError(f"{self.name} sent a {size}-byte frame")
-                    if len(buf) < HEADER.size + size:
+                    need = HEADER.size + size
+                    if len(buf) < need:
                         break
+                    need = HEADER.size
                     with memoryview(buf) as view:
                         frame = pb.Frame.FromString(view[HEADER.size:HEADER.size + size])
                     del buf[:HEADER.size + size]
@@ -138,7 +164,7 @@ class PipeTransport:
         kind = frame.WhichOneof("body")
         if kind is None:   # no body we know: the peer does not speak this protocol
             raise TransportError(f"{self.name} sent frame {frame.id} without a known body")
-        if kind in shm.BLOB_KINDS or kind == "chunks":
+        if (kind in shm.BLOB_KINDS and getattr(frame, kind).blobs) or kind == "chunks":
             try:
                 for message in _chunks_of(frame) if kind in _CHUNK_KINDS else \
                         [getattr(frame, kind)]:
@@ -209,9 +235,16 @@ class PipeTransport:
         fid = next(self._ids)
         slot = self._slots[fid] = _Slot()
         names: list[str] = []
+        # A deadline of our own only if it comes before the caller's (the pool's scope always
+        # does): a cancel scope costs more than the rest of this method.
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        scope = trio.CancelScope(deadline=deadline)
         try:
             names = self._send(fid, kind, message)
-            with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
+            if deadline < trio.current_effective_deadline():
+                with scope:
+                    await slot.event.wait()
+            else:
                 await slot.event.wait()
         except BaseException:
             if self._slots.pop(fid, None) is not None and not self._closed:
