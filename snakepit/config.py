@@ -158,6 +158,9 @@ class PoolConfig:
                                                                        strict=True))
     heartbeat: HeartbeatConfig = attrs.field(factory=HeartbeatConfig)
     required: bool = attrs.field(default=True)
+    # requests sent ahead to wait inside a worker whose slots are all busy (pipelining;
+    # docs/configuration.md, ADR 0003); 0: a request waits in the pool's queue for a free slot
+    pipeline: int = attrs.field(default=0, validator=_number("PoolConfig", integer=True))
     # "auto": pipe frames for Python workers, gRPC for any other (ADR 0003 has the numbers)
     transport: str = attrs.field(default="auto", validator=_choice("PoolConfig", "auto", "grpc",
                                                                      "pipe"))

@@ -103,9 +103,13 @@ class Dispatcher:
                                  details={"pool": self.pool, "worker": bound.worker.id,
                                           "session_id": session_id})
             elif self.affinity is Affinity.STRICT_QUEUE:
+                if not self._queue and self.roster.take_ahead(bound):
+                    return self._bind(bound, session_id)
                 wants = key
         if wants is None:
             entry = self.roster.take_free()
+            if entry is None and not self._queue:
+                entry = self.roster.take_ahead()
             if entry is not None:
                 return self._bind(entry, session_id)
         return self._bind(await self._wait(wants), session_id)

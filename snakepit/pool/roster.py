@@ -4,6 +4,8 @@
     roster.starting(worker)        # STARTING
     roster.ready(worker)           # READY: its capacity is offered (to the dispatcher first)
     entry = roster.take_free()     # a READY worker with a free slot, leased (or None)
+    entry = roster.take_ahead()    # none free: the READY worker with the shortest line, if
+                                   #   its line is shorter than ``pipeline`` (ADR 0003)
     roster.release(worker)         # the request is over: the slot is free again
     roster.abandon(worker)         # a request timed out / was cancelled: CANCELLING until
     roster.confirmed(worker, 1)    #   the worker confirms the tool ended
@@ -80,11 +82,20 @@ class Entry:
     def free(self) -> int:
         return self.worker.capacity - self.in_flight if self.state is WorkerState.READY else 0
 
+    def ahead(self, pipeline: int) -> int:
+        """How many more requests may be sent to wait inside this worker (its slots full)."""
+        if self.state is not WorkerState.READY:
+            return 0
+        return min(pipeline, self.worker.capacity + pipeline - self.in_flight)
+
 
 class Roster:
-    def __init__(self, pool: str, *, max_requests: int | None = None) -> None:
+    def __init__(self, pool: str, *, max_requests: int | None = None,
+                 pipeline: int = 0) -> None:
         self.pool = pool
         self.max_requests = max_requests
+        # requests a worker whose slots are all taken may hold waiting, besides (pipelining)
+        self.pipeline = pipeline
         self.entries: dict[str, Entry] = {}
         # One item per free slot of a READY worker; stale items (the worker left rotation
         # since) are skipped when taken.
@@ -178,6 +189,21 @@ class Roster:
         self.lease(entry)
         return True
 
+    def take_ahead(self, entry: Entry | None = None) -> Entry | None:
+        """With no free slot anywhere: lease a place in the line of the READY worker with the
+        shortest line (or of ``entry``), if it is shorter than ``pipeline``; else None."""
+        if not self.pipeline:
+            return None
+        if entry is None:
+            lines = [e for e in self.entries.values() if e.ahead(self.pipeline) > 0]
+            if not lines:
+                return None
+            entry = min(lines, key=lambda e: e.in_flight - e.worker.capacity)
+        elif entry.ahead(self.pipeline) <= 0:
+            return None
+        self.lease(entry)
+        return entry
+
     def lease(self, entry: Entry) -> None:
         """Count a request on ``entry`` (its slot is already taken off the free list)."""
         entry.in_flight += 1
@@ -235,12 +261,15 @@ class Roster:
     # -- internals --------------------------------------------------------------------------
     def _offer_free(self, entry: Entry, slots: int | None = None) -> None:
         """Free slots go to the dispatcher's waiters first (``offer`` leases what it takes),
-        then to the free list."""
+        then to the free list. Places in the worker's line (pipelining) go only to waiters:
+        a new request finds them with :meth:`take_ahead`."""
         for _ in range(entry.free if slots is None else slots):
             if entry.free <= 0:
-                return
+                break
             if not self.offer(entry):
                 self._free.append(entry)
+        while entry.free <= 0 and entry.ahead(self.pipeline) > 0 and self.offer(entry):
+            pass
 
     def _check_idle(self, entry: Entry) -> None:
         if entry.in_flight == 0 and entry.state is not WorkerState.READY:

@@ -45,7 +45,8 @@ class PoolRuntime:
         self._start_zygote = start_zygote
         self.zygote: "ZygoteKeeper | None" = None   # preload=True: what workers are forked from
         self.startup_limiter = trio.CapacityLimiter(config.startup_batch_size)
-        self.roster = Roster(config.name, max_requests=config.worker_max_requests)
+        self.roster = Roster(config.name, max_requests=config.worker_max_requests,
+                             pipeline=config.pipeline)
         self.roster.limit_reached = self._limit_reached
         self.dispatcher: Dispatcher | None = None   # the current one (it may be restarted)
         self.slots: dict[str, Slot] = {}

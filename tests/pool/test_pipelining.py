@@ -1,0 +1,196 @@
+"""Pipelining (PoolConfig.pipeline): requests sent ahead to wait inside a worker whose slots are
+all busy, against real worker processes. The tool `block_on` holds a slot until the test writes
+to its FIFO and creates a marker file when it starts, so every step is an event, not a delay."""
+
+import functools
+import os
+import signal
+
+import pytest
+import trio
+
+import snakepit
+from snakepit import errors
+
+MISBEHAVING = "pool_adapters:MisbehavingAdapter"
+
+
+async def wait_for(predicate, timeout=15.0):
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.02)
+
+
+def release(fifo):
+    fd = os.open(fifo, os.O_WRONLY)
+    os.write(fd, b"done")
+    os.close(fd)
+
+
+class Gate:
+    """A `block_on` call: ``started`` exists once the tool runs; ``release()`` ends it."""
+
+    def __init__(self, tmp_path, name):
+        self.fifo, self.started = str(tmp_path / f"{name}.fifo"), str(tmp_path / f"{name}.run")
+        os.mkfifo(self.fifo)
+
+    @property
+    def args(self):
+        return {"path": self.fifo, "started": self.started}
+
+    def ran(self):
+        return os.path.exists(self.started)
+
+    async def running(self):
+        await wait_for(self.ran)
+
+    def release(self):
+        release(self.fifo)
+
+
+def in_flight(app):
+    return sorted(w["in_flight"] for w in app.workers())
+
+
+async def test_a_request_waits_inside_the_busy_worker_and_the_next_in_the_queue(
+        make_config, tmp_path):
+    first, second = Gate(tmp_path, "first"), Gate(tmp_path, "second")
+    results = []
+
+    async def call(tool, args):
+        results.append(await app.execute(tool, args, timeout=60.0))
+
+    config = make_config(size=1, adapter=MISBEHAVING, pipeline=1, queue_timeout=60.0)
+    async with snakepit.start(config) as app, trio.open_nursery() as nursery:
+        nursery.start_soon(call, "block_on", first.args)
+        await first.running()
+        nursery.start_soon(call, "block_on", second.args)
+        await wait_for(lambda: in_flight(app) == [2])       # sent ahead, not queued here
+        assert app.stats()["queued"] == 0
+        nursery.start_soon(call, "ping", {})
+        await wait_for(lambda: app.stats()["queued"] == 1)  # the line is full: it waits here
+        assert in_flight(app) == [2] and not second.ran()
+        first.release()
+        await second.running()                              # it started as the first ended
+        second.release()
+    assert sorted(map(str, results)) == sorted(["done", "done", str(results[-1])])
+    assert results[-1]["status"] == "pong"
+
+
+async def test_a_request_that_times_out_in_the_worker_line_never_starts(make_config, tmp_path):
+    first, second = Gate(tmp_path, "first"), Gate(tmp_path, "second")
+    config = make_config(size=1, adapter=MISBEHAVING, pipeline=1, cancel_grace=30.0)
+    async with snakepit.start(config) as app:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(app.execute, "block_on", first.args)
+            await first.running()
+            with pytest.raises(errors.RequestTimeout):
+                await app.execute("block_on", second.args, timeout=0.3)
+            first.release()
+        # The worker answers the next call only after its line has passed the given-up
+        # request, which it skipped: it never created its marker.
+        assert (await app.execute("ping", timeout=30.0))["status"] == "pong"
+        assert not second.ran()
+
+
+async def test_a_request_cancelled_in_the_worker_line_is_not_run(make_config, tmp_path):
+    """The caller of a request sent ahead is cancelled: the first call still finishes."""
+    first, second = Gate(tmp_path, "first"), Gate(tmp_path, "second")
+    outcome = {}
+    config = make_config(size=1, adapter=MISBEHAVING, pipeline=1, cancel_grace=30.0)
+    async with snakepit.start(config) as app:
+        async def first_call():
+            outcome["first"] = await app.execute("block_on", first.args, timeout=60.0)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(first_call)
+            await first.running()
+            async with trio.open_nursery() as inner:
+                inner.start_soon(app.execute, "block_on", second.args)
+                await wait_for(lambda: in_flight(app) == [2])
+                inner.cancel_scope.cancel()
+            first.release()
+        assert outcome["first"] == "done"
+        assert (await app.execute("ping", timeout=30.0))["status"] == "pong"
+        assert not second.ran()
+
+
+async def test_requests_waiting_in_a_worker_that_dies_fail_with_worker_crashed(
+        make_config, tmp_path):
+    first, second = Gate(tmp_path, "first"), Gate(tmp_path, "second")
+    failures = []
+
+    async def call(gate):
+        try:
+            await app.execute("block_on", gate.args, timeout=60.0)
+        except errors.WorkerCrashed as exc:
+            failures.append(exc)
+
+    config = make_config(size=1, adapter=MISBEHAVING, pipeline=1)
+    async with snakepit.start(config) as app:
+        pid = app.workers()[0]["pid"]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call, first)
+            await first.running()
+            nursery.start_soon(call, second)
+            await wait_for(lambda: in_flight(app) == [2])
+            os.kill(pid, signal.SIGKILL)
+        assert len(failures) == 2 and not second.ran()
+        assert (await app.execute("ping", timeout=30.0))["pid"] != pid   # replaced
+
+
+async def test_a_free_slot_is_taken_before_a_place_in_a_line(make_config, tmp_path):
+    gates = [Gate(tmp_path, f"g{i}") for i in range(3)]
+    config = make_config(size=2, adapter=MISBEHAVING, pipeline=1, queue_timeout=60.0)
+    async with snakepit.start(config) as app, trio.open_nursery() as nursery:
+        nursery.start_soon(app.execute, "block_on", gates[0].args)
+        await gates[0].running()
+        nursery.start_soon(app.execute, "block_on", gates[1].args)
+        await gates[1].running()          # on the other worker, not in the first one's line
+        assert in_flight(app) == [1, 1]
+        nursery.start_soon(app.execute, "block_on", gates[2].args)
+        await wait_for(lambda: in_flight(app) == [1, 2])
+        assert not gates[2].ran()
+        for gate in gates:
+            await gate.running()
+            gate.release()
+
+
+async def test_strict_queue_sends_a_session_ahead_to_its_own_worker(make_config, tmp_path):
+    gate = Gate(tmp_path, "bound")
+    config = make_config(size=2, adapter=MISBEHAVING, pipeline=1, affinity="strict_queue")
+    async with snakepit.start(config) as app:
+        pid = await app.execute("pid", session_id="s")
+        got = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(app.execute, "block_on", gate.args, session_id="s"))
+            await gate.running()
+
+            async def second():
+                got.append(await app.execute("pid", session_id="s", timeout=60.0))
+            nursery.start_soon(second)
+            # in its worker's line, although the other worker is idle
+            await wait_for(lambda: in_flight(app) == [0, 2])
+            gate.release()
+        assert got == [pid]
+
+
+async def test_strict_fail_fast_still_fails_on_a_busy_worker(make_config, tmp_path):
+    gate = Gate(tmp_path, "bound")
+    config = make_config(size=2, adapter=MISBEHAVING, pipeline=1,
+                         affinity="strict_fail_fast")
+    async with snakepit.start(config) as app:
+        await app.execute("pid", session_id="s")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(app.execute, "block_on", gate.args, session_id="s"))
+            await gate.running()
+            with pytest.raises(errors.WorkerBusy):
+                await app.execute("pid", session_id="s")
+            gate.release()
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "2", True])
+def test_pipeline_is_a_non_negative_integer(value):
+    with pytest.raises(Exception, match="pipeline") as info:
+        snakepit.PoolConfig(pipeline=value)
+    assert repr(value) in str(info.value)
