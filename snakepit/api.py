@@ -23,7 +23,7 @@ import trio
 from snakepit import otp
 from snakepit.config import Config
 from snakepit.errors import PoolNotFound, PoolNotReady, ShuttingDown, SnakepitError
-from snakepit.pool.mapping import MAX_WINDOW, open_map
+from snakepit.pool.mapping import BATCH_SIZE, MAX_WINDOW, open_map
 from snakepit.pool.pool import Chunk, Pool
 from snakepit.sigterm import install_sync, sigterm_interrupts, uninstall_sync
 
@@ -106,15 +106,27 @@ class App:
         most ``window`` items (default: four per worker slot) are taken ahead of the consumer.
         See :mod:`snakepit.pool.mapping`."""
         target = await self._target(pool)
+        rt = target.runtime
+        slots = rt.config.size * rt.capacity
+        batch = BATCH_SIZE if target.batches else 1
         if window is None:
-            rt = target.runtime
-            window = min(MAX_WINDOW, max(16, 4 * rt.config.size * rt.capacity))
+            window = min(MAX_WINDOW, max(16, 4 * slots * batch))
+        # at least two batches per worker slot fit in the window: one runs, one waits
+        batch = max(1, min(batch, window // (2 * slots)))
 
         def one(args: Any) -> Awaitable[Any]:
             return self.execute(tool, args, pool=target.name, timeout=timeout,
                                 session_id=session_id)
 
-        async with open_map(one, args_iterable, ordered=ordered, window=window) as results:
+        async def several(args_list: list[Any]) -> list[Any]:
+            if session_id is not None:
+                await self.sessions.touch(session_id)
+            return await target.execute_batch(tool, args_list, session_id=session_id,
+                                              timeout=timeout)
+
+        async with open_map(one, args_iterable, ordered=ordered, window=window,
+                            execute_batch=several, batch_size=batch,
+                            batches=2 * slots) as results:
             yield results
 
     @property

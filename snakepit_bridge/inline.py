@@ -2,6 +2,7 @@
 
     runner = InlineRunner(dispatcher, answer, threads=4)
     runner.submit(fid, request)     # reader thread: queue it (a request may wait here)
+    runner.submit_batch(fid, batch) # several calls, run in order by one thread
     runner.cancel(fid)              # reader thread: the host gave up on it
     runner.close()
 
@@ -11,7 +12,9 @@ call, where going through asyncio costs a loop wake-up, a task and an executor h
 
 Every job is answered at most once: by its thread (the result), by its deadline (a ``timeout``
 error while the tool runs on: it sees ``ctx.cancelled``), or not at all when the host cancelled
-it. A job cancelled while it waits in the queue never starts. From submit until its thread is
+it. A job cancelled while it waits in the queue never starts. A batch (``ExecuteBatch``) is one
+job whose items run in order, each with its deadline counted from its own start; when one times
+out the batch is answered with the responses so far and that timeout, and the rest never run. From submit until its thread is
 done with it, a job's request id is in the dispatcher's ``running`` (the heartbeat reports it),
 so the host knows when an abandoned tool has really returned.
 """
@@ -23,21 +26,25 @@ import itertools
 import queue
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 from snakepit_bridge.context import Cancellation
 from snakepit_bridge.dispatch import ToolDispatcher, deadline_of
 from snakepit_bridge.proto import bridge_pb2 as pb
 
-Answer = Callable[[int, pb.ExecuteResponse], None]
+# answer(fid, kind, message): write the reply frame (any thread)
+Answer = Callable[[int, str, Any], None]
 
 
 class _Job:
-    __slots__ = ("fid", "request", "cancel", "answered")
+    __slots__ = ("fid", "request_id", "requests", "batch", "cancel", "answered", "responses")
 
-    def __init__(self, fid: int, request: pb.ExecuteRequest, cancel: Cancellation) -> None:
-        self.fid, self.request, self.cancel = fid, request, cancel
+    def __init__(self, fid: int, request_id: str, requests: Sequence[pb.ExecuteRequest],
+                 batch: bool) -> None:
+        self.fid, self.request_id, self.requests, self.batch = fid, request_id, requests, batch
+        self.cancel = deadline_of(requests[0]) if not batch else Cancellation()
         self.answered = False
+        self.responses: list[pb.ExecuteResponse] = []
 
 
 class InlineRunner:
@@ -54,7 +61,7 @@ class InlineRunner:
         self._lock = threading.Lock()      # answered flags, idle count, the deadline heap
         self.jobs: dict[int, _Job] = {}    # fid -> job, until its thread is done with it
         self._done = threading.Condition(self._lock)
-        self._deadlines: list[tuple[float, int, _Job]] = []
+        self._deadlines: list[tuple[float, int, _Job, Cancellation]] = []
         self._order = itertools.count()
         self._timer_wake = threading.Condition(self._lock)
         self._timer: threading.Thread | None = None
@@ -62,12 +69,17 @@ class InlineRunner:
 
     # -- reader thread ----------------------------------------------------------------------
     def submit(self, fid: int, request: pb.ExecuteRequest) -> None:
-        job = _Job(fid, request, deadline_of(request))
-        self.jobs[fid] = job
-        self._dispatcher.begin(request.request_id)
+        self._enqueue(_Job(fid, request.request_id, [request], False))
+
+    def submit_batch(self, fid: int, batch: pb.ExecuteBatch) -> None:
+        self._enqueue(_Job(fid, batch.request_id, batch.requests, True))
+
+    def _enqueue(self, job: _Job) -> None:
+        self.jobs[job.fid] = job
+        self._dispatcher.begin(job.request_id)
         with self._lock:
-            if job.cancel.deadline is not None:
-                self._schedule(job)
+            if not job.batch:   # counted from now; a batch item's from its start
+                self._schedule(job, job.cancel)
             # each job is claimed at once by an idle thread, a new one, or the backlog
             start = False
             if self._idle:
@@ -99,18 +111,35 @@ class InlineRunner:
             if job is None:
                 return
             try:
-                if not job.cancel.is_set():   # cancelled while queued: never starts
-                    response = self._dispatcher.run_inline(job.request, job.cancel)
+                if job.batch:
+                    self._run_batch(job)
+                elif not job.cancel.is_set():   # cancelled while queued: never starts
+                    response = self._dispatcher.run_inline(job.requests[0], job.cancel)
                     if self._claim(job):
-                        self._answer(job.fid, response)
+                        self._answer(job.fid, "result", response)
             except ConnectionError:
                 pass   # the host is gone: nobody to answer
             finally:
                 self._finish(job)
 
+    def _run_batch(self, job: _Job) -> None:
+        for request in job.requests:
+            with self._lock:
+                if job.answered:
+                    return
+                cancel = job.cancel = deadline_of(request)
+                self._schedule(job, cancel)
+            response = self._dispatcher.run_inline(request, cancel)
+            with self._lock:
+                if job.answered:
+                    return
+                job.responses.append(response)
+        if self._claim(job):
+            self._answer(job.fid, "results", pb.ExecuteResults(responses=job.responses))
+
     def _finish(self, job: _Job) -> None:
         self.jobs.pop(job.fid, None)
-        self._dispatcher.end(job.request.request_id)
+        self._dispatcher.end(job.request_id)
         with self._lock:
             if self._backlog:
                 self._backlog -= 1   # this thread takes a queued job next
@@ -128,21 +157,24 @@ class InlineRunner:
             return True
 
     # -- deadlines --------------------------------------------------------------------------
-    def _schedule(self, job: _Job) -> None:
-        """(lock held) Watch the job's deadline. Entries of finished jobs stay in the heap
-        until their time comes; the heap is rebuilt when they outnumber the live ones."""
-        assert job.cancel.deadline is not None
+    def _schedule(self, job: _Job, cancel: Cancellation) -> None:
+        """(lock held) Watch the deadline of ``cancel`` (the job's current call). Entries of
+        finished calls stay in the heap until their time comes; the heap is rebuilt when they
+        outnumber the live ones."""
+        if cancel.deadline is None:
+            return
         heap = self._deadlines
         if len(heap) > 256 and len(heap) > 4 * len(self.jobs):
-            heap[:] = [e for e in heap if e[2].fid in self.jobs and not e[2].answered]
+            heap[:] = [e for e in heap if e[2].cancel is e[3] and not e[2].answered
+                       and self.jobs.get(e[2].fid) is e[2]]
             heapq.heapify(heap)
         earliest = heap[0][0] if heap else None
-        heapq.heappush(heap, (job.cancel.deadline, next(self._order), job))
+        heapq.heappush(heap, (cancel.deadline, next(self._order), job, cancel))
         if self._timer is None:
             self._timer = threading.Thread(target=self._watch, name="snakepit-deadlines",
                                            daemon=True)
             self._timer.start()
-        elif earliest is None or job.cancel.deadline < earliest:
+        elif earliest is None or cancel.deadline < earliest:
             self._timer_wake.notify()
 
     def _watch(self) -> None:
@@ -151,18 +183,29 @@ class InlineRunner:
                 heap = self._deadlines
                 now = time.monotonic()
                 while heap and heap[0][0] <= now:
-                    job = heapq.heappop(heap)[2]
-                    if not job.answered and self.jobs.get(job.fid) is job:
+                    _, _, job, cancel = heapq.heappop(heap)
+                    if not job.answered and job.cancel is cancel \
+                            and self.jobs.get(job.fid) is job:
                         job.answered = True
-                        job.cancel.set("timeout")
+                        cancel.set("timeout")
+                        kind, reply = self._timed_out(job)
                         self._lock.release()   # never write while holding the lock
                         try:
-                            self._answer(job.fid, self._dispatcher.timed_out(job.request))
+                            self._answer(job.fid, kind, reply)
                         except ConnectionError:
                             pass
                         finally:
                             self._lock.acquire()
                 self._timer_wake.wait(heap[0][0] - now if heap else None)
+
+    def _timed_out(self, job: _Job) -> tuple[str, Any]:
+        """(lock held) The answer of a job whose current call's deadline passed: a batch's
+        responses so far, then that call's timeout."""
+        current = job.requests[len(job.responses)]
+        timeout = self._dispatcher.timed_out(current)
+        if not job.batch:
+            return "result", timeout
+        return "results", pb.ExecuteResults(responses=[*job.responses, timeout])
 
     # -- shutdown ---------------------------------------------------------------------------
     def wait_idle(self, timeout: float) -> bool:

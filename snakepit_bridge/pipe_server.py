@@ -47,7 +47,8 @@ log = logging.getLogger("snakepit_bridge.pipe")
 
 HOST_REPLIES = frozenset(reply for _, reply in HOST_CALLS.values()) | {"error"}
 # request kinds answered by a task of their own (their id is in flight until answered)
-_TASK_KINDS = frozenset({"execute", "execute_stream", "init_session", "end_session"})
+_TASK_KINDS = frozenset({"execute", "execute_stream", "execute_batch", "init_session",
+                         "end_session"})
 # the most chunk bytes one `chunks` frame carries: larger batches stop paying for themselves
 # (the per-frame cost is already spread thin) and only delay the host's first chunk
 BATCH_BYTES = 64 * 1024
@@ -120,12 +121,16 @@ class PipeServer:
         self.sock.setblocking(True)
         ended: asyncio.Future[None] = loop.create_future()
 
+        def end() -> None:
+            if not ended.done():   # cancelled by stop()
+                ended.set_result(None)
+
         def read() -> None:
             try:
                 self._read()
             finally:
                 with contextlib.suppress(RuntimeError):   # the loop has already finished
-                    loop.call_soon_threadsafe(lambda: ended.done() or ended.set_result(None))
+                    loop.call_soon_threadsafe(end)
 
         async def serve_then_stop() -> None:
             try:
@@ -156,6 +161,9 @@ class PipeServer:
         and sweeps what we leave when we exit."""
         if kind in shm.BLOB_KINDS:
             self.segments.export(message)
+        elif kind == "results":
+            for response in message.responses:
+                self.segments.export(response)
         self._write(frames.encode(fid, kind, message))
 
     def _write(self, pieces: Sequence[bytes]) -> None:
@@ -175,8 +183,8 @@ class PipeServer:
     def send_error(self, fid: int, category: str, type_: str, message: str) -> None:
         self.send(fid, "error", error_info(category, type_, message))
 
-    def _answer(self, fid: int, response: pb.ExecuteResponse) -> None:
-        self.send(fid, "result", response)
+    def _answer(self, fid: int, kind: str, message: Any) -> None:
+        self.send(fid, kind, message)
 
     def _read(self) -> None:
         """The reader thread: frames until the host closes its end or breaks the protocol."""
@@ -226,6 +234,11 @@ class PipeServer:
                                     f"frame id {fid} is already in flight: {kind!r} refused")
                 elif not frame.execute.blobs or self._own_segments(fid, frame.execute):
                     inline.submit(fid, frame.execute)
+            elif kind == "execute_batch" and self._batch_ok(fid, frame.execute_batch):
+                if core.dispatcher.inline(frame.execute_batch.requests[0].tool):
+                    inline.submit_batch(fid, frame.execute_batch)
+                else:
+                    loop.call_soon_threadsafe(self.handle, frame)
             elif kind == "cancel" and inline.cancel(fid):
                 pass
             elif kind in HOST_REPLIES:
@@ -238,6 +251,22 @@ class PipeServer:
                 loop.call_soon_threadsafe(self.handle, frame)
         except ConnectionError:
             pass   # the reader sees the end of the pipe next
+
+    def _batch_ok(self, fid: int, batch: pb.ExecuteBatch) -> bool:
+        """False (and an error frame sent) for a batch we must refuse: a duplicate id, no
+        items, several tools, or a segment the host may not name."""
+        assert self.inline is not None
+        tools = {request.tool for request in batch.requests}
+        if fid in self.inline.jobs or fid in self.tasks:
+            self.send_error(fid, "internal", "DuplicateId",
+                            f"frame id {fid} is already in flight: 'execute_batch' refused")
+        elif len(tools) != 1:
+            self.send_error(fid, "invalid_arguments", "BadBatch",
+                            f"a batch names one tool in each of its 1 or more items, got "
+                            f"{len(batch.requests)} items naming {sorted(tools)}")
+        else:
+            return all(self._own_segments(fid, r) for r in batch.requests if r.blobs)
+        return False
 
     def _finished(self) -> None:
         """(loop) The pipe is closed: cancel what runs, fail the host calls waiting."""
@@ -270,6 +299,8 @@ class PipeServer:
             self.send(fid, "description", core.describe())
         elif kind == "execute":
             self._spawn(fid, self._execute(fid, frame.execute))
+        elif kind == "execute_batch":   # of a tool that runs on the loop (checked by _route)
+            self._spawn(fid, self._batch(fid, frame.execute_batch))
         elif kind == "execute_stream":
             self.credits[fid] = _Credit()
             self._spawn(fid, self._stream(fid, frame.execute_stream))
@@ -327,6 +358,22 @@ class PipeServer:
     async def _execute(self, fid: int, request: pb.ExecuteRequest) -> None:
         assert self.core is not None
         self.send(fid, "result", await self.core.execute(request))
+
+    async def _batch(self, fid: int, batch: pb.ExecuteBatch) -> None:
+        """A batch's items in order, each with its own deadline; a timeout ends the batch
+        (the items after it never run: the host sends them again)."""
+        assert self.core is not None
+        responses = []
+        self.core.dispatcher.begin(batch.request_id)   # heartbeats list the batch's id
+        try:
+            for request in batch.requests:
+                response = await self.core.execute(request)
+                responses.append(response)
+                if not response.success and response.error.category == "timeout":
+                    break
+        finally:
+            self.core.dispatcher.end(batch.request_id)
+        self.send(fid, "results", pb.ExecuteResults(responses=responses))
 
     async def _stream(self, fid: int, request: pb.ExecuteRequest) -> None:
         """Pull the stream's chunks within the host's credit and send the ones ready, as one

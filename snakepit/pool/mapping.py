@@ -3,7 +3,16 @@
     async with app.map("add", ({"a": i, "b": 1} for i in range(100_000))) as results:
         async for value in results: ...
 
-Each item is an ordinary ``execute`` (same timeout, session, error counting and telemetry).
+Each item is an ordinary ``execute`` (same timeout, session, error counting and telemetry) —
+or, on the pipe transport with a plain (sync) iterable, one of a batch of consecutive items
+sent to one worker in one frame (``Pool.execute_batch``): they run there in order, each with
+its own timeout counted from its start, so an item's wait behind its batch is like a wait in
+the queue. Batches start at one item and double while an item takes less than
+``SHORT_ITEM`` seconds (up to ``batch_size`` items; they halve when items are slower), so slow
+tools keep their latency and fast ones share a frame's cost. At most two batches per worker slot are in the pool at once,
+so other callers' requests interleave with a map's. An item that times out ends its batch; the
+items after it are sent again. An async iterable is not batched: its next item may be a long
+time coming.
 At most ``window`` items are taken from the input ahead of the consumer — in flight or done but
 not yet delivered — so memory stays bounded however long the input is. With ``ordered=True``
 results come in input order, else as they complete. A failing item raises its error, with the
@@ -22,9 +31,15 @@ from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Itera
 import trio
 
 from snakepit.errors import InvalidArgumentsError, SnakepitError
+
+Batch = Callable[[list[Any]], Awaitable[list[Any]]]
 from snakepit.otp import unwrap_group
 
 MAX_WINDOW = 4096
+# items in one batch frame: enough to spread a frame's cost thin, few enough that a batch's
+# wait behind its earlier items stays short and other callers interleave with a map's batches
+BATCH_SIZE = 32
+SHORT_ITEM = 0.005
 _FED = object()   # the input is exhausted: the item count follows
 
 
@@ -97,31 +112,95 @@ class _Results:
 @asynccontextmanager
 async def open_map(execute: Callable[[Any], Awaitable[Any]],
                    args_iterable: Iterable[Any] | AsyncIterable[Any], *, ordered: bool = True,
-                   window: int = 64) -> AsyncIterator[AsyncIterator[Any]]:
-    """The machinery of ``App.map``: ``execute(args)`` runs one item."""
+                   window: int = 64, execute_batch: Batch | None = None, batch_size: int = 1,
+                   batches: int = 2) -> AsyncIterator[AsyncIterator[Any]]:
+    """The machinery of ``App.map``: ``execute(args)`` runs one item, ``execute_batch(list)``
+    (if given) up to ``batch_size`` items, returning an outcome (a value or the
+    :class:`SnakepitError` raised) per item that ran; at most ``batches`` at once."""
     _check(args_iterable, window)
+    if execute_batch is None or hasattr(args_iterable, "__aiter__"):
+        batch_size = 1
+    size = 1   # the next batch's size: grows while items are short
+    outstanding = 0   # batches sent whose outcomes are not all in yet
+    in_pool = trio.Semaphore(batches)
     slots = trio.Semaphore(window)
     send, recv = trio.open_memory_channel[Any](math.inf)   # bounded by `slots`
+
+    def deliver(index: int, outcome: Any, ok: bool) -> None:
+        if not ok:
+            outcome.details = {**outcome.details, "index": index}
+        send.send_nowait((index, ok, outcome))
 
     async def run_one(index: int, args: Any) -> None:
         try:
             value = await execute(args)
         except SnakepitError as exc:
-            exc.details = {**exc.details, "index": index}
-            send.send_nowait((index, False, exc))
+            deliver(index, exc, False)
             return
-        send.send_nowait((index, True, value))
+        deliver(index, value, True)
+
+    async def run_batch(items: list[tuple[int, Any]], nursery: trio.Nursery) -> None:
+        nonlocal outstanding
+        outstanding += 1
+        try:
+            await run_items(items, nursery)
+        finally:
+            outstanding -= 1
+
+    async def run_items(items: list[tuple[int, Any]], nursery: trio.Nursery) -> None:
+        nonlocal size
+        assert execute_batch is not None
+        while items:
+            try:
+                async with in_pool:
+                    t0 = trio.current_time()
+                    outcomes = await execute_batch([args for _, args in items])
+                    took = (trio.current_time() - t0) / max(1, len(outcomes))
+                    size = min(batch_size, 2 * size) if took < SHORT_ITEM else \
+                        max(1, size // 2)
+            except InvalidArgumentsError:
+                # an item refused before anything was sent: one by one, each with its index
+                for index, args in items:
+                    nursery.start_soon(run_one, index, args)
+                return
+            except SnakepitError as exc:   # the batch failed whole (crash, queue timeout, ...)
+                deliver(items[0][0], exc, False)
+                return
+            for (index, _), outcome in zip(items, outcomes):
+                deliver(index, outcome, not isinstance(outcome, SnakepitError))
+            items = items[len(outcomes):]   # after a timeout: the ones that never ran
 
     async def feed(nursery: trio.Nursery) -> None:
         count = 0
+        pending: list[tuple[int, Any]] = []
+
+        def flush() -> None:
+            if pending:
+                nursery.start_soon(run_batch, pending.copy(), nursery)
+                pending.clear()
         try:
             async for args in _items(args_iterable):
-                await slots.acquire()
-                nursery.start_soon(run_one, count, args)
+                try:
+                    slots.acquire_nowait()
+                except trio.WouldBlock:
+                    # The window is full. With a batch out, its outcomes free slots (the
+                    # oldest items are out there, so even an ordered consumer moves on);
+                    # with none, the items held here must go first.
+                    if not outstanding:
+                        flush()
+                    await slots.acquire()
+                if batch_size > 1:
+                    pending.append((count, args))
+                    if len(pending) >= size:
+                        flush()
+                else:
+                    nursery.start_soon(run_one, count, args)
                 count += 1
         except Exception as exc:   # the caller's iterable raised: the map ends with it
+            flush()
             send.send_nowait((_FED, False, exc))
             return
+        flush()
         send.send_nowait((_FED, True, count))
 
     try:

@@ -105,30 +105,51 @@ class Pool:
             timeout = self.runtime.adapter.timeout(tool, args or {}) or default
         return check_seconds(timeout, "timeout")
 
+    def _batch(self, tool: str, args_list: list[Any], session_id: str | None,
+               timeout: float) -> pb.ExecuteBatch:
+        if not isinstance(args_list, list) or not args_list:
+            raise InvalidArgumentsError(f"a batch is a non-empty list of argument dicts, got "
+                                        f"{args_list!r:.60}", details={"tool": tool})
+        return pb.ExecuteBatch(
+            request_id=f"{self.runtime.run_token}-{next(self._ids)}",
+            requests=[self._request(tool, args, session_id, None, timeout)
+                      for args in args_list])
+
     @asynccontextmanager
     async def _call(self, kind: str, tool: str, args: Any, session_id: str | None,
                     timeout: float | None, correlation_id: str | None
                     ) -> AsyncIterator["_Lease"]:
-        """The one call path of ``execute`` and ``stream``: validate and encode, check a worker
-        out (the queue wait counts against the timeout), trace and time it, map a lost worker
-        to ``WorkerCrashed``, count every failure in ``errors``, and give the worker back: at
-        once when it answered, after it confirms the tool ended when the caller gave up."""
+        """The one call path of ``execute``, ``execute_batch`` and ``stream``: validate and
+        encode, check a worker out (the queue wait counts against the timeout), trace and time
+        it, map a lost worker to ``WorkerCrashed``, count every failure in ``errors``, and give
+        the worker back: at once when it answered, after it confirms the tool ended when the
+        caller gave up. A batch's ``args`` is a list of argument dicts; its timeout is each
+        item's, so the whole batch has as many timeouts as it has items."""
         rt = self.runtime
-        rt.requests += 1
+        batch = kind == "batch"
+        rt.requests += len(args) if batch and isinstance(args, list) else 1
         start, stop, failed = _EVENTS[kind]
         events = rt.listening(start) or rt.listening(stop) or rt.listening(failed)
         t0 = trio.current_time()
         lease: _Lease | None = None
         meta: dict[str, Any] = {}
         try:
-            limit = self._timeout(tool, args, timeout, rt.config.request_timeout
-                                  if kind == "execute" else rt.config.stream_timeout)
-            request = self._request(tool, args, session_id, correlation_id, limit)
-            meta = {"tool": tool, "session_id": session_id,
-                    "correlation_id": request.correlation_id}
-            if events and kind == "execute":
+            limit = self._timeout(tool, args[0] if batch and args else args, timeout,
+                                  rt.config.stream_timeout if kind == "stream"
+                                  else rt.config.request_timeout)
+            if batch:
+                request: Any = self._batch(tool, args, session_id, limit)
+                first = request.requests[0]
+                meta = {"tool": tool, "session_id": session_id, "items": len(args),
+                        "correlation_id": first.correlation_id}
+            else:
+                request = first = self._request(tool, args, session_id, correlation_id, limit)
+                meta = {"tool": tool, "session_id": session_id,
+                        "correlation_id": request.correlation_id}
+            if events and kind != "stream":
                 rt.emit(start, {"system_time": time.time()}, meta)
-            with _span(kind, self.name, request) as span, trio.move_on_after(limit) as scope:
+            with _span(kind, self.name, first) as span, \
+                    trio.move_on_after(limit * len(args) if batch else limit) as scope:
                 worker = cast(Worker, await self._checkout(session_id, meta))
                 lease = _Lease(self, worker, request, trio.current_time() - t0)
                 meta["worker_id"] = worker.id
@@ -165,6 +186,33 @@ class Pool:
                            "queue_time": lease.queue_time if lease else 0.0,
                            **({"chunks": lease.chunks} if kind == "stream" and lease else {})},
                     {**meta, "success": True})
+
+    async def execute_batch(self, tool: str, args_list: list[Any], *,
+                            session_id: str | None = None, timeout: float | None = None
+                            ) -> list[Any]:
+        """Run ``tool`` once per item of ``args_list`` on one worker, in order, in one frame
+        (the pipe transport; see ``batches``). Returns an outcome per item that ran: its
+        result, or the :class:`SnakepitError` it failed with. Fewer outcomes than items when
+        an item timed out in the worker: the ones after it never ran."""
+        async with self._call("batch", tool, args_list, session_id, timeout, None) as lease:
+            responses = await lease.worker.transport.execute_batch(lease.request)
+            lease.answered(next((r.error for r in responses if not r.success
+                                 and r.error.category == "timeout"), None))
+            adapter = self.runtime.adapter
+            outcomes: list[Any] = []
+            for response in responses:
+                if response.success:
+                    outcomes.append(adapter.process_result(
+                        tool, _decode(tool, response.result_json, response.blobs)))
+                else:
+                    self.runtime.errors += 1
+                    outcomes.append(_error(response.error))
+        return outcomes
+
+    @property
+    def batches(self) -> bool:
+        """Whether :meth:`execute_batch` sends a batch as one frame (the pipe transport)."""
+        return self.runtime.config.resolved_transport == "pipe"
 
     async def execute(self, tool: str, args: Any = None, *, session_id: str | None = None,
                       timeout: float | None = None, correlation_id: str | None = None) -> Any:
@@ -278,6 +326,8 @@ def _traced(kind: str, pool: str, request: pb.ExecuteRequest) -> Iterator[Any]:
 _EVENTS = {
     "execute": (("request", "execute", "start"), ("request", "execute", "stop"),
                 ("request", "execute", "exception")),
+    "batch": (("request", "execute", "start"), ("request", "execute", "stop"),
+              ("request", "execute", "exception")),
     "stream": (STREAM_START, STREAM_STOP, ("stream", "exception")),
 }
 

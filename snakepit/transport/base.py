@@ -10,7 +10,7 @@ every implementation to this contract.
 
 from __future__ import annotations
 
-from typing import AsyncContextManager, AsyncIterator, Protocol
+from typing import AsyncContextManager, AsyncIterator, Protocol, Sequence
 
 import trio
 
@@ -49,6 +49,11 @@ class Transport(Protocol):
 
     async def execute(self, request: pb.ExecuteRequest, *,
                       timeout: float | None = None) -> pb.ExecuteResponse: ...
+
+    async def execute_batch(self, batch: pb.ExecuteBatch, *, timeout: float | None = None
+                            ) -> Sequence[pb.ExecuteResponse]:
+        """The batch's items in order, each with its own deadline; the responses stop after
+        one that timed out (the items after it never ran)."""
 
     def stream(self, request: pb.ExecuteRequest
                ) -> AsyncContextManager[AsyncIterator[pb.ToolChunk]]: ...

@@ -129,6 +129,16 @@ class GrpcTransport:
     async def execute(self, request: Any, *, timeout: float | None = None) -> Any:
         return await self._unary("Execute", request, backstop(timeout))
 
+    async def execute_batch(self, batch: Any, *, timeout: float | None = None) -> Any:
+        """One unary call per item (gRPC has no batch frame), in order, until one times out."""
+        responses = []
+        for request in batch.requests:
+            response = await self.execute(request, timeout=request.timeout or None)
+            responses.append(response)
+            if not response.success and response.error.category == "timeout":
+                break
+        return responses
+
     async def init_session(self, session_id: str, metadata_json: bytes = b"") -> Any:
         return await self._unary("InitSession", pb.InitSessionRequest(
             session_id=session_id, metadata_json=metadata_json), TIMEOUTS["init_session"])

@@ -35,11 +35,13 @@ _transports = itertools.count(1)
 HOST_REQUESTS = dict(HOST_CALLS.values())
 # host -> worker request kind -> the reply kind that answers it
 REPLIES = {"ping": "pong", "heartbeat": "heartbeat_reply", "describe": "description",
-           "execute": "result", "init_session": "session_initialized",
+           "execute": "result", "execute_batch": "results",
+           "init_session": "session_initialized",
            "end_session": "session_ended"}
 
 
 _CHUNK_KINDS = frozenset({"chunk", "chunks"})
+_INNER_BLOBS = frozenset({"chunks", "results"})   # messages whose items may name segments
 # a frame body at least this big goes through the writer task, never joined into a copy here
 _DIRECT = 64 * 1024
 
@@ -99,7 +101,9 @@ class PipeTransport:
         blobs went into (they leave ``message``: a request is the transport's to consume)."""
         if self._closed:
             raise WorkerCrashed(f"pipe to {self.name} is closed ({self._error or 'closed'})")
-        names = self._segments.export(message) if kind in shm.BLOB_KINDS else []
+        names = self._segments.export(message) if kind in shm.BLOB_KINDS else \
+            [n for item in message.requests for n in self._segments.export(item)] \
+            if kind == "execute_batch" else []
         head, body = frames.encode(fid, kind, message)
         if not self._out and not self._writing and len(body) < _DIRECT:
             # Nothing queued before it: straight into the socket, no task switch.
@@ -164,10 +168,10 @@ class PipeTransport:
         kind = frame.WhichOneof("body")
         if kind is None:   # no body we know: the peer does not speak this protocol
             raise TransportError(f"{self.name} sent frame {frame.id} without a known body")
-        if (kind in shm.BLOB_KINDS and getattr(frame, kind).blobs) or kind == "chunks":
+        if (kind in shm.BLOB_KINDS and getattr(frame, kind).blobs) or kind in _INNER_BLOBS:
             try:
                 for message in _chunks_of(frame) if kind in _CHUNK_KINDS else \
-                        [getattr(frame, kind)]:
+                        frame.results.responses if kind == "results" else [getattr(frame, kind)]:
                     shm.check_peer(message, self._peer)
             except shm.SegmentError as exc:
                 refused = pb.ErrorInfo(category="worker", type="ForeignSegment",
@@ -202,6 +206,9 @@ class PipeTransport:
             slot.event.set()
         elif kind in shm.BLOB_KINDS:
             shm.discard(getattr(frame, kind), self._peer)   # its caller gave up
+        elif kind == "results":
+            for response in frame.results.responses:
+                shm.discard(response, self._peer)
 
     def _fail(self, why: str) -> None:
         if self._closed:
@@ -281,6 +288,13 @@ class PipeTransport:
 
     async def execute(self, request: Any, *, timeout: float | None = None) -> Any:
         return (await self._call("Execute", backstop(timeout), "execute", request)).result
+
+    async def execute_batch(self, batch: Any, *, timeout: float | None = None) -> Any:
+        """Several calls of one tool in one frame (``ExecuteBatch``): the responses, in order,
+        fewer than the items when one timed out (the rest never ran). Large blobs of the items
+        and of the responses go by shared memory, as in ``execute``."""
+        return (await self._call("ExecuteBatch", backstop(timeout), "execute_batch", batch)
+                ).results.responses
 
     async def init_session(self, session_id: str, metadata_json: bytes = b"") -> Any:
         return (await self._call("InitSession", TIMEOUTS["init_session"], "init_session",

@@ -292,8 +292,22 @@ class ToolChunks(_message.Message):
     chunks: _containers.RepeatedCompositeFieldContainer[ToolChunk]
     def __init__(self, chunks: _Optional[_Iterable[_Union[ToolChunk, _Mapping]]] = ...) -> None: ...
 
+class ExecuteBatch(_message.Message):
+    __slots__ = ("request_id", "requests")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    requests: _containers.RepeatedCompositeFieldContainer[ExecuteRequest]
+    def __init__(self, request_id: _Optional[str] = ..., requests: _Optional[_Iterable[_Union[ExecuteRequest, _Mapping]]] = ...) -> None: ...
+
+class ExecuteResults(_message.Message):
+    __slots__ = ("responses",)
+    RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    responses: _containers.RepeatedCompositeFieldContainer[ExecuteResponse]
+    def __init__(self, responses: _Optional[_Iterable[_Union[ExecuteResponse, _Mapping]]] = ...) -> None: ...
+
 class Frame(_message.Message):
-    __slots__ = ("id", "execute", "execute_stream", "result", "chunk", "cancel", "credit", "heartbeat", "heartbeat_reply", "describe", "description", "ping", "pong", "init_session", "session_initialized", "end_session", "session_ended", "error", "call_host_tool", "list_host_tools", "host_tools", "get_variable", "set_variable", "variable", "get_program", "store_program", "program", "telemetry_control", "telemetry_event", "chunks")
+    __slots__ = ("id", "execute", "execute_stream", "result", "chunk", "cancel", "credit", "heartbeat", "heartbeat_reply", "describe", "description", "ping", "pong", "init_session", "session_initialized", "end_session", "session_ended", "error", "call_host_tool", "list_host_tools", "host_tools", "get_variable", "set_variable", "variable", "get_program", "store_program", "program", "telemetry_control", "telemetry_event", "chunks", "execute_batch", "results")
     ID_FIELD_NUMBER: _ClassVar[int]
     EXECUTE_FIELD_NUMBER: _ClassVar[int]
     EXECUTE_STREAM_FIELD_NUMBER: _ClassVar[int]
@@ -324,6 +338,8 @@ class Frame(_message.Message):
     TELEMETRY_CONTROL_FIELD_NUMBER: _ClassVar[int]
     TELEMETRY_EVENT_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTE_BATCH_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
     id: int
     execute: ExecuteRequest
     execute_stream: ExecuteRequest
@@ -354,7 +370,9 @@ class Frame(_message.Message):
     telemetry_control: TelemetryControl
     telemetry_event: TelemetryEvent
     chunks: ToolChunks
-    def __init__(self, id: _Optional[int] = ..., execute: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., execute_stream: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., result: _Optional[_Union[ExecuteResponse, _Mapping]] = ..., chunk: _Optional[_Union[ToolChunk, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., heartbeat_reply: _Optional[_Union[HeartbeatResponse, _Mapping]] = ..., describe: _Optional[_Union[DescribeRequest, _Mapping]] = ..., description: _Optional[_Union[DescribeResponse, _Mapping]] = ..., ping: _Optional[_Union[PingRequest, _Mapping]] = ..., pong: _Optional[_Union[PingResponse, _Mapping]] = ..., init_session: _Optional[_Union[InitSessionRequest, _Mapping]] = ..., session_initialized: _Optional[_Union[InitSessionResponse, _Mapping]] = ..., end_session: _Optional[_Union[EndSessionRequest, _Mapping]] = ..., session_ended: _Optional[_Union[EndSessionResponse, _Mapping]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., call_host_tool: _Optional[_Union[CallHostToolRequest, _Mapping]] = ..., list_host_tools: _Optional[_Union[ListHostToolsRequest, _Mapping]] = ..., host_tools: _Optional[_Union[ListHostToolsResponse, _Mapping]] = ..., get_variable: _Optional[_Union[GetVariableRequest, _Mapping]] = ..., set_variable: _Optional[_Union[SetVariableRequest, _Mapping]] = ..., variable: _Optional[_Union[VariableResponse, _Mapping]] = ..., get_program: _Optional[_Union[GetProgramRequest, _Mapping]] = ..., store_program: _Optional[_Union[StoreProgramRequest, _Mapping]] = ..., program: _Optional[_Union[ProgramResponse, _Mapping]] = ..., telemetry_control: _Optional[_Union[TelemetryControl, _Mapping]] = ..., telemetry_event: _Optional[_Union[TelemetryEvent, _Mapping]] = ..., chunks: _Optional[_Union[ToolChunks, _Mapping]] = ...) -> None: ...
+    execute_batch: ExecuteBatch
+    results: ExecuteResults
+    def __init__(self, id: _Optional[int] = ..., execute: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., execute_stream: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., result: _Optional[_Union[ExecuteResponse, _Mapping]] = ..., chunk: _Optional[_Union[ToolChunk, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., heartbeat_reply: _Optional[_Union[HeartbeatResponse, _Mapping]] = ..., describe: _Optional[_Union[DescribeRequest, _Mapping]] = ..., description: _Optional[_Union[DescribeResponse, _Mapping]] = ..., ping: _Optional[_Union[PingRequest, _Mapping]] = ..., pong: _Optional[_Union[PingResponse, _Mapping]] = ..., init_session: _Optional[_Union[InitSessionRequest, _Mapping]] = ..., session_initialized: _Optional[_Union[InitSessionResponse, _Mapping]] = ..., end_session: _Optional[_Union[EndSessionRequest, _Mapping]] = ..., session_ended: _Optional[_Union[EndSessionResponse, _Mapping]] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ..., call_host_tool: _Optional[_Union[CallHostToolRequest, _Mapping]] = ..., list_host_tools: _Optional[_Union[ListHostToolsRequest, _Mapping]] = ..., host_tools: _Optional[_Union[ListHostToolsResponse, _Mapping]] = ..., get_variable: _Optional[_Union[GetVariableRequest, _Mapping]] = ..., set_variable: _Optional[_Union[SetVariableRequest, _Mapping]] = ..., variable: _Optional[_Union[VariableResponse, _Mapping]] = ..., get_program: _Optional[_Union[GetProgramRequest, _Mapping]] = ..., store_program: _Optional[_Union[StoreProgramRequest, _Mapping]] = ..., program: _Optional[_Union[ProgramResponse, _Mapping]] = ..., telemetry_control: _Optional[_Union[TelemetryControl, _Mapping]] = ..., telemetry_event: _Optional[_Union[TelemetryEvent, _Mapping]] = ..., chunks: _Optional[_Union[ToolChunks, _Mapping]] = ..., execute_batch: _Optional[_Union[ExecuteBatch, _Mapping]] = ..., results: _Optional[_Union[ExecuteResults, _Mapping]] = ...) -> None: ...
 
 class CallHostToolRequest(_message.Message):
     __slots__ = ("tool", "args_json", "blobs", "session_id", "correlation_id", "worker_id")

@@ -97,3 +97,33 @@ def test_client_map(make_config):
             with pytest.raises(errors.SnakepitError) as info:
                 next(results)
             assert info.value.details["index"] == 1
+
+
+async def test_fast_items_go_several_to_a_frame_on_the_pipe(make_config):
+    """Batches grow while items are short: the pool's execute events say how many items each
+    carried (a batch is one event), and every item is in exactly one."""
+    from snakepit import telemetry
+    items = []
+    telemetry.attach("map-batches", ("snakepit", "request", "execute", "stop"),
+                     lambda event, m, md, config: items.append(md.get("items", 1)))
+    try:
+        async with snakepit.start(make_config(size=2, transport="pipe")) as app:
+            async with app.map("add", ({"a": i, "b": 1} for i in range(3000))) as results:
+                assert [v async for v in results] == [i + 1 for i in range(3000)]
+    finally:
+        telemetry.detach("map-batches")
+    assert sum(items) == 3000
+    assert max(items) > 1 and len(items) < 3000
+
+
+async def test_an_item_timing_out_in_its_batch_fails_with_its_index(make_config):
+    """Items before it (in its batch too) are delivered; it fails with its own index."""
+    args = [{"seconds": 0.001}] * 150 + [{"seconds": 30}] + [{"seconds": 0.001}] * 50
+    got = []
+    async with snakepit.start(make_config(size=1, transport="pipe", cancel_grace=30.0)) as app:
+        with pytest.raises(errors.RequestTimeout) as info:
+            async with app.map("sleep", args, timeout=1.0) as results:
+                async for v in results:
+                    got.append(v)
+        assert len(got) == 150 and info.value.details["index"] == 150
+        assert await app.execute("add", {"a": 1, "b": 2}) == 3

@@ -114,3 +114,23 @@ async def test_closed_transport_fails_with_worker_crashed(make_config, transport
             await t.ping()
         with pytest.raises(WorkerCrashed):
             await t.execute(request("add", b'{"a": 1, "b": 2}'))
+
+
+async def test_batches(make_config, transport):
+    """Several calls of one tool: a response per item, in order; an item that times out ends
+    the batch there (the items after it never run, the caller sends them again)."""
+    async with transport_of(make_config) as t:
+        batch = pb.ExecuteBatch(request_id="b1", requests=[
+            request("add", f'{{"a": {i}, "b": 1}}'.encode(), rid=f"b1-{i}") for i in range(3)])
+        responses = await t.execute_batch(batch)
+        assert [r.result_json for r in responses] == [b"1", b"2", b"3"]
+        batch = pb.ExecuteBatch(request_id="b2", requests=[
+            request("sleep", b'{"seconds": 0.01}', rid="b2-0", timeout=5.0),
+            request("sleep", b'{"seconds": 30}', rid="b2-1", timeout=0.3),
+            request("sleep", b'{"seconds": 0.01}', rid="b2-2", timeout=5.0)])
+        with trio.fail_after(20):
+            responses = await t.execute_batch(batch)
+        assert [r.success for r in responses] == [True, False]
+        assert responses[1].error.category == "timeout"
+        ok = await t.execute(request("add", b'{"a": 1, "b": 1}', rid="after"))
+        assert ok.result_json == b"2"
