@@ -29,14 +29,14 @@ from typing import Any, Coroutine
 
 from google.protobuf.message import DecodeError
 
-from snakepit_bridge import frames, shm
+from snakepit_bridge import frames, serialization, shm
 from snakepit_bridge.context import HostCaller, HostToolError
 from snakepit_bridge.core import WorkerCore
 from snakepit_bridge.dispatch import error_info
 from snakepit_bridge.frames import HEADER, HOST_CALLS
 from snakepit_bridge.lifetime import Lifetime
 from snakepit_bridge.proto import bridge_pb2 as pb
-from snakepit_bridge.protocol import MAX_FRAME, SHM_PREFIX_ENV
+from snakepit_bridge.protocol import MAX_FRAME, SHM_PREFIX_ENV, MessageTooLarge
 
 log = logging.getLogger("snakepit_bridge.pipe")
 
@@ -108,6 +108,8 @@ class PipeServer:
     # -- Carrier ---------------------------------------------------------------------------
     async def start(self, core: WorkerCore, lifetime: Lifetime) -> int:
         self.core = core
+        if self.segments.enabled:   # results written straight into segments (serialization)
+            serialization.LARGE.set(self.segments)
         reader = await self.connect()
 
         async def serve_then_stop() -> None:
@@ -134,7 +136,17 @@ class PipeServer:
             raise ConnectionError("the pipe to the host is closed")
         if kind in shm.BLOB_KINDS:
             self.segments.export(message)
-        self.writer.writelines(frames.encode(fid, kind, message))
+        self.writer.writelines(self._frame(fid, kind, message, [message]))
+
+    def _frame(self, fid: int, kind: str, message: Any, carriers: list[Any]) -> list[bytes]:
+        """``frames.encode``; a frame over the limit raises, and the segments its blobs went
+        into (``carriers``: the messages with blobs) are removed, as nobody will read them."""
+        try:
+            return frames.encode(fid, kind, message)
+        except MessageTooLarge:
+            for carrier in carriers:
+                shm.discard(carrier, self.segments.prefix)
+            raise
 
     def send_error(self, fid: int, category: str, type_: str, message: str) -> None:
         self.send(fid, "error", error_info(category, type_, message))
@@ -295,9 +307,10 @@ class PipeServer:
         if self.writer is None or self.writer.is_closing():
             raise ConnectionError("the pipe to the host is closed")
         if len(chunks) == 1:
-            self.writer.writelines(frames.encode(fid, "chunk", chunks[0]))
+            self.writer.writelines(self._frame(fid, "chunk", chunks[0], chunks))
         else:
-            self.writer.writelines(frames.encode(fid, "chunks", pb.ToolChunks(chunks=chunks)))
+            self.writer.writelines(self._frame(fid, "chunks", pb.ToolChunks(chunks=chunks),
+                                               chunks))
 
     async def _forward_telemetry(self, core: WorkerCore) -> None:
         try:
@@ -369,6 +382,8 @@ class PipeHostClient:
             self._server.send(fid, kind, request)
         except ConnectionError as exc:
             self._settle(fid, exc=HostToolError("host", "HostGone", str(exc)))
+        except (OSError, ValueError) as exc:   # /dev/shm full, a frame over the limit
+            self._settle(fid, exc=HostToolError("host", type(exc).__name__, str(exc)))
 
     def resolve(self, fid: int, kind: str, frame: pb.Frame) -> None:
         with self._lock:

@@ -93,8 +93,15 @@ class PipeTransport:
         blobs went into (they leave ``message``: a request is the transport's to consume)."""
         if self._closed:
             raise WorkerCrashed(f"pipe to {self.name} is closed ({self._error or 'closed'})")
-        names = self._segments.export(message) if kind in shm.BLOB_KINDS else []
-        self._out += frames.encode(fid, kind, message)
+        names: list[str] = []
+        try:
+            names = self._segments.export(message) if kind in shm.BLOB_KINDS else []
+            self._out += frames.encode(fid, kind, message)
+        except (OSError, ValueError) as exc:   # /dev/shm full, a frame over the limit
+            for name in names:
+                shm.unlink(name)
+            raise TransportError(f"{kind!r} to {self.name} cannot be sent: {exc}",
+                                 details={"kind": kind, "reason": str(exc)}) from None
         self._wake.set()
         return names
 
@@ -201,7 +208,11 @@ class PipeTransport:
                 reply_kind, answer = "error", pb.ErrorInfo(
                     category="host", type=type(exc).__name__, message=str(exc))
         if not self._closed:
-            self._send(frame.id, reply_kind, answer)
+            try:
+                self._send(frame.id, reply_kind, answer)
+            except TransportError as exc:   # too big for a frame, /dev/shm full
+                self._send(frame.id, "error", pb.ErrorInfo(
+                    category="host", type="Unsendable", message=exc.message))
 
     # -- calls ------------------------------------------------------------------------------
     async def _call(self, what: str, timeout: float | None, kind: str, message: Any
