@@ -262,13 +262,19 @@ def _encode(value: Any, root: str, blobs: dict[str, pb.Blob], large: LargeBlobs 
     try:
         data = orjson.dumps(value, default=_blob_default(blobs, large))
     except orjson.JSONEncodeError as exc:
-        if isinstance(exc.__cause__, OSError):   # the sink could not take a blob (tmpfs full)
-            raise exc.__cause__ from None
+        cause = exc.__cause__
+        if isinstance(cause, OSError):   # the sink could not take a blob (tmpfs full)
+            # no reference cycle (orjson's error <-> it, this frame <-> it) may keep this
+            # frame's value (arrays, mapped segments) alive until a garbage collection
+            exc.__cause__ = exc.__context__ = None
+            try:
+                raise cause from None
+            finally:
+                cause = None
         found = _locate(value, root)
         if found is not None:
             raise found from None
         if "Dict key must be str" not in str(exc):
-            cause = exc.__cause__
             if isinstance(cause, Unserializable):
                 raise cause.at(root) from None
             raise Unserializable(type(value).__qualname__, str(exc), root) from None
