@@ -9,12 +9,21 @@ import re
 import time
 
 import numpy as np
+import psutil
 import pytest
+import trio
 
 import snakepit
 from shm_values import MB, assert_same, values
 from snakepit_bridge import shm
 from snakepit_bridge.protocol import MAX_FRAME, MAX_MESSAGE
+
+
+def _exited(pid):
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def segments(prefix):
@@ -86,3 +95,23 @@ async def test_no_frame_over_the_limit_is_written_by_either_side(make_config, tr
         # the pipe was never out of step: the same worker answers
         assert await app.execute("text", {"n": 3}) == "xxx"
         assert app.workers()[0]["pid"] == worker["pid"]
+
+
+@pytest.mark.parametrize("transport", ["pipe"])
+async def test_a_worker_the_living_host_stops_leaves_the_runs_segments_alone(make_config,
+                                                                            transport):
+    """A recycled worker sees its stdin and pipe close, as after a host's kill -9; but the host
+    is alive, so the run's segments (another worker's request in flight) are not its to remove
+    (tests/chaos/test_host_death.py: the host killed)."""
+    async with snakepit.start(make_config(size=1, worker_max_requests=1)) as app:
+        prefix = app._host.shm_prefix
+        in_flight = os.path.join(shm.SHM_DIR, f"{prefix}-h{os.getpid()}.999-1")
+        with open(in_flight, "wb") as f:
+            f.write(b"y" * 4096)
+        (first,) = app.workers()
+        assert await app.execute("echo", {"a": 1}) == {"a": 1}   # its last request
+        with trio.fail_after(30):
+            while not _exited(first["pid"]):
+                await trio.sleep(0.05)
+        assert os.path.exists(in_flight)
+    assert not os.path.exists(in_flight)   # the host's own sweep as it stops
