@@ -67,7 +67,7 @@ async def test_a_300_mb_payload_goes_through_the_pipe(make_config, transport):
 async def test_grpc_refuses_a_payload_over_its_limit_and_names_the_way_out(make_config,
                                                                            transport):
     array = np.zeros(300 * MB, dtype=np.uint8)
-    async with snakepit.start(make_config(size=1)) as app:
+    async with snakepit.start(make_config(size=1, adapter="pool_adapters:BigValues")) as app:
         with pytest.raises(snakepit.InvalidArgumentsError) as caught:
             await app.execute("echo", {"a": array})
         message = str(caught.value)
@@ -75,6 +75,10 @@ async def test_grpc_refuses_a_payload_over_its_limit_and_names_the_way_out(make_
         assert 300 * MB < size < 300 * MB + 1000 and f"{MAX_MESSAGE}-byte limit" in message
         assert "transport='pipe'" in message, message
         assert await app.execute("echo", {"a": array[:MB]}) is not None   # worker unharmed
+        with pytest.raises(snakepit.SnakepitError) as caught:   # an answer over the limit
+            await app.execute("text", {"n": MAX_MESSAGE})
+        assert "RESOURCE_EXHAUSTED" in str(caught.value) and f"limited to {MAX_MESSAGE} bytes" \
+            in str(caught.value) and "transport='pipe'" in str(caught.value), caught.value
 
 
 @pytest.mark.parametrize("transport", ["pipe"])
