@@ -72,7 +72,8 @@ class SpaceError(OSError):
 
 
 _numbers = itertools.count(1)
-_pending: dict[str, Any] = {}   # token -> the caller's buffer (bytes-like or numpy array)
+# token -> (the caller's buffer: bytes-like or numpy array, its release with the owner task)
+_pending: dict[str, tuple[Any, "weakref.finalize[Any, Any]"]] = {}
 
 
 class Deferred:
@@ -88,20 +89,23 @@ class Deferred:
 
     def put(self, source: Any, size: int) -> str:
         token = f"{PENDING}{next(_numbers)}"
-        _pending[token] = source
-        weakref.finalize(self._owner, _pending.pop, token, None)
+        _pending[token] = (source, weakref.finalize(self._owner, _pending.pop, token, None))
         return token
 
     def drop(self, name: str) -> None:
-        _pending.pop(name, None)
+        entry = _pending.pop(name, None)
+        if entry is not None:
+            entry[1].detach()
 
 
 def _claim(token: str) -> Any:
     try:
-        return _pending.pop(token)
+        source, release = _pending.pop(token)
     except KeyError:
         raise SegmentError(f"blob {token} is no longer held (its message was sent already, "
                            f"or the task that encoded it has ended)") from None
+    release.detach()   # a long-lived task must not collect one finalizer per call it made
+    return source
 
 
 def claim_pending(blob: Any) -> Any:

@@ -86,6 +86,17 @@ def test_pending_buffers_are_released_with_the_task_that_encoded_them():
         shm.materialize(pb.ExecuteRequest(args_json=data, blobs=blobs))
 
 
+def test_a_sent_buffer_leaves_nothing_tied_to_its_long_lived_task(segments):
+    owner = Owner()
+    releases = []
+    for _ in range(3):
+        data, blobs = serialization.encode({"a": os.urandom(MB)}, large=shm.Deferred(owner))
+        releases.append(shm._pending[blobs["b0"].shm_name][1])
+        segments.export(pb.ExecuteRequest(args_json=data, blobs=blobs))
+    shm.sweep(segments.prefix)
+    assert not any(release.alive for release in releases)   # detached as each was sent
+
+
 def test_a_failed_encode_leaves_no_segment_and_holds_nothing(segments):
     with pytest.raises(serialization.Unserializable, match="nan"):
         serialization.encode({"a": np.zeros(MB), "b": float("nan")}, large=segments)
