@@ -31,7 +31,7 @@ def segments(prefix):
 
 
 @pytest.mark.parametrize("transport", ["pipe"])
-async def test_every_kind_of_large_value_round_trips_exactly(make_config, transport):
+async def test_every_kind_of_large_value_round_trips_exactly(make_config, transport, reads):
     sent = values()
     async with snakepit.start(make_config(size=1, adapter="pool_adapters:BigValues")) as app:
         prefix = app._host.shm_prefix
@@ -40,10 +40,12 @@ async def test_every_kind_of_large_value_round_trips_exactly(make_config, transp
         # each kind alone too: a request with one blob, a result with one blob
         for key, value in sent.items():
             assert_same(await app.execute("echo", {key: value}), {key: value})
-        stream = [np.full((300, 500), i, dtype=np.float32) for i in range(3)]
+        stream = [np.full((600, 500), i, dtype=np.float32) for i in range(3)]   # 1.2 MB each
         async with app.stream("yields", {"items": stream}) as chunks:
             got = [chunk.data async for chunk in chunks]
         assert len(got) == 3 and all(np.array_equal(g, s) for g, s in zip(got, stream))
+        # every large value went by segment, each way (the sync generator's chunks too)
+        assert len([n for n in reads if n.startswith(prefix + "-w")]) == 2 * len(sent) - 4 + 3
         assert segments(prefix) == []
     assert segments(prefix) == []
 
