@@ -260,11 +260,12 @@ def write(name: str, source: Any, size: int) -> None:
     write can never meet a missing page (SIGBUS). On any failure the file is removed."""
     fd = os.open(_path(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     try:
-        _reserve(fd, size)
+        reserved = _reserve(fd, size)
         np = sys.modules.get("numpy")
-        if np is not None and isinstance(source, np.ndarray) and not source.flags.c_contiguous:
+        if reserved and np is not None and isinstance(source, np.ndarray) and \
+                not source.flags.c_contiguous:
             # strided (Fortran order, a slice): copied element-wise into the mapped segment,
-            # not first into a contiguous temporary
+            # not first into a contiguous temporary (unreserved, a mapped write could SIGBUS)
             with mmap.mmap(fd, size) as mapped:
                 target = np.ndarray(source.shape, source.dtype, buffer=mapped)
                 np.copyto(target, source)
@@ -284,15 +285,18 @@ def write(name: str, source: Any, size: int) -> None:
     os.close(fd)
 
 
-def _reserve(fd: int, size: int) -> None:
+def _reserve(fd: int, size: int) -> bool:
+    """Allocate the segment's space now; False where the filesystem cannot (sized only)."""
     try:
         os.posix_fallocate(fd, 0, size)
+        return True
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             raise space_error(size, exc) from None
         if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
             raise
-        os.ftruncate(fd, size)   # a filesystem without fallocate: size it, write as we go
+    os.ftruncate(fd, size)   # a filesystem without fallocate: size it, write as we go
+    return False
 
 
 def space_error(size: int, exc: OSError | None = None) -> SpaceError:

@@ -144,6 +144,14 @@ def test_a_filesystem_without_fallocate_still_gets_the_segment(segments, monkeyp
     assert all(b.shm_name for b in blobs.values())
     assert_same(serialization.decode(data, blobs), sent)
 
+    # there, a full directory shows when the copy runs out of room: the same clear error
+    def full(fd, data, offset):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(shm.SpaceError, match=f"no room for a {MB * 4}-byte"):
+        serialization.encode(sent, large=segments)
+    assert mine(segments.prefix) == []
+
 
 def test_an_in_process_decode_of_an_unsent_request_gets_the_values():
     """In-process fakes decode a request that never crossed a transport."""
