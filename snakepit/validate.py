@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import trio
+
 from snakepit.errors import InvalidArgumentsError
-from snakepit_bridge import serialization
+from snakepit_bridge import serialization, shm
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 SECONDS_ALLOWED = "a positive number of seconds (math.inf: no limit)"
@@ -33,9 +35,18 @@ def check_seconds(value: Any, field: str) -> float:
 
 def encode_args(tool: str, args: Any) -> tuple[bytes, dict[str, pb.Blob]]:
     """The wire form of a call's arguments, or InvalidArgumentsError naming the path of the
-    first value that has no exact form (``args["x"][3]["y"]``)."""
+    first value that has no exact form (``args["x"][3]["y"]``).
+
+    Buffers of ``shm.THRESHOLD`` bytes or more are not copied here: the request holds them as
+    ``pending-`` blobs until its transport sends it (the pipe copies each once, into shared
+    memory; gRPC into the message), for as long as the calling trio task lives."""
     try:
-        return serialization.encode(args, root="args")
+        owner = trio.lowlevel.current_task()
+    except RuntimeError:   # not in trio: no task to tie the buffers to; copied now
+        owner = None
+    try:
+        return serialization.encode(args, root="args",
+                                    large=shm.Deferred(owner) if owner is not None else None)
     except serialization.Unserializable as exc:
         raise InvalidArgumentsError(
             f"arguments of {tool!r} cannot be encoded: {exc}",

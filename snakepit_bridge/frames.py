@@ -13,7 +13,7 @@ import struct
 from typing import Any
 
 from snakepit_bridge.proto import bridge_pb2 as pb
-from snakepit_bridge.protocol import MAX_FRAME
+from snakepit_bridge.protocol import MAX_FRAME, MessageTooLarge
 
 __all__ = ["HEADER", "HOST_CALLS", "MAX_FRAME", "encode"]
 
@@ -47,7 +47,14 @@ _TAGS = {f.name: _varint(f.number << 3 | 2) for f in pb.Frame.DESCRIPTOR.fields
 
 def encode(fid: int, kind: str, message: Any) -> list[bytes]:
     """The length-prefixed frame ``Frame(id=fid, <kind>=message)`` as pieces to write in order
-    (the body is not copied into a bigger buffer here)."""
+    (the body is not copied into a bigger buffer here). Raises :class:`MessageTooLarge` for a
+    frame over ``MAX_FRAME``, which the peer would take for garbage and hang up on."""
     body = message.SerializeToString()
     head = (b"\x08" + _varint(fid) if fid else b"") + _TAGS[kind] + _varint(len(body))
+    if len(head) + len(body) > MAX_FRAME:
+        raise MessageTooLarge(
+            f"the {kind!r} frame", len(head) + len(body), MAX_FRAME,
+            "protocol.MAX_FRAME",
+            f"blobs (bytes, numpy arrays) of {1 << 20} bytes or more travel outside the frame, "
+            f"through shared memory: send large data as those, not inside the JSON")
     return [HEADER.pack(len(head) + len(body)) + head, body]

@@ -21,19 +21,22 @@ so the host knows when an abandoned tool has really returned.
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import itertools
+import logging
 import queue
 import threading
 import time
 from typing import Any, Callable, Sequence
 
 from snakepit_bridge.context import Cancellation
-from snakepit_bridge.dispatch import ToolDispatcher, deadline_of
+from snakepit_bridge.dispatch import ToolDispatcher, deadline_of, error_info
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 # answer(fid, kind, message): write the reply frame (any thread)
 Answer = Callable[[int, str, Any], None]
+log = logging.getLogger("snakepit_bridge.pipe")
 
 
 class _Job:
@@ -51,8 +54,11 @@ class InlineRunner:
     """Tool threads (at most ``threads``, started as needed) fed by one queue; see the module
     docstring. ``answer(fid, response)`` writes an answer (from any thread)."""
 
-    def __init__(self, dispatcher: ToolDispatcher, answer: Answer, *, threads: int) -> None:
+    def __init__(self, dispatcher: ToolDispatcher, answer: Answer, *, threads: int,
+                 context: contextvars.Context | None = None) -> None:
         self._dispatcher, self._answer = dispatcher, answer
+        # each tool thread runs in its own copy of this (the carrier's settings)
+        self._context = context if context is not None else contextvars.Context()
         self._max_threads = max(1, threads)
         self._threads: list[threading.Thread] = []
         self._idle = 0                     # threads waiting for a job nobody claimed yet
@@ -89,7 +95,8 @@ class InlineRunner:
             else:
                 self._backlog += 1
         if start:
-            thread = threading.Thread(target=self._work, name="snakepit-tool", daemon=True)
+            thread = threading.Thread(target=self._context.copy().run, args=(self._work,),
+                                      name="snakepit-tool", daemon=True)
             self._threads.append(thread)
             thread.start()
         self._queue.put(job)
@@ -116,11 +123,33 @@ class InlineRunner:
                 elif not job.cancel.is_set():   # cancelled while queued: never starts
                     response = self._dispatcher.run_inline(job.requests[0], job.cancel)
                     if self._claim(job):
-                        self._answer(job.fid, "result", response)
+                        self._reply(job, "result", response)
             except ConnectionError:
                 pass   # the host is gone: nobody to answer
+            except Exception as exc:   # encoding the result failed (/dev/shm full, ...)
+                if self._claim(job):
+                    self._failed(job, exc)
             finally:
                 self._finish(job)
+
+    def _reply(self, job: _Job, kind: str, message: Any) -> None:
+        """Write the job's answer; one that cannot be written (a frame over the limit, a full
+        /dev/shm) becomes an error frame, so the request is answered all the same."""
+        try:
+            self._answer(job.fid, kind, message)
+        except ConnectionError:
+            raise
+        except Exception as exc:
+            self._failed(job, exc)
+
+    def _failed(self, job: _Job, exc: Exception) -> None:
+        log.error("request %d failed in the worker: %r", job.fid, exc)
+        try:
+            self._answer(job.fid, "error", error_info(
+                "internal", type(exc).__name__,
+                f"the worker failed to serve request {job.fid}: {exc}"))
+        except ConnectionError:
+            pass
 
     def _run_batch(self, job: _Job) -> None:
         for request in job.requests:
@@ -135,7 +164,7 @@ class InlineRunner:
                     return
                 job.responses.append(response)
         if self._claim(job):
-            self._answer(job.fid, "results", pb.ExecuteResults(responses=job.responses))
+            self._reply(job, "results", pb.ExecuteResults(responses=job.responses))
 
     def _finish(self, job: _Job) -> None:
         self.jobs.pop(job.fid, None)
@@ -191,7 +220,7 @@ class InlineRunner:
                         kind, reply = self._timed_out(job)
                         self._lock.release()   # never write while holding the lock
                         try:
-                            self._answer(job.fid, kind, reply)
+                            self._reply(job, kind, reply)
                         except ConnectionError:
                             pass
                         finally:

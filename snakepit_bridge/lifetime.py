@@ -16,11 +16,17 @@ Grandchildren (ADR 0002): a worker leads its own process group, and a tool's chi
 it. On its way out, whatever the reason, the worker SIGKILLs the rest of its group; once the
 host is lost it also arms a deadline (``EXIT_DEADLINE``) after which it kills the whole group,
 itself included, should its orderly exit hang.
+
+Shared memory: when the host is lost *and its process has exited* (a ``kill -9`` leaves no
+one to sweep), the worker removes every segment of the host's run (``SNAKEPIT_SHM_PREFIX``),
+at once and again as it exits, so none waits for the next start's orphan sweep. A host that
+only closed this worker's pipe or stdin (it stops the worker) is alive: nothing is removed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
 import os
@@ -32,12 +38,17 @@ from typing import Awaitable, Callable
 
 import attrs
 
-from snakepit_bridge.protocol import EXIT_HOST_LOST, EXIT_OK, HOST_LOST_GRACE, PROTOCOL_VERSION
+from snakepit_bridge import shm
+from snakepit_bridge.protocol import (EXIT_HOST_LOST, EXIT_OK, HOST_LOST_GRACE,
+                                      PROTOCOL_VERSION, SHM_PREFIX_ENV)
 
 log = logging.getLogger("snakepit_bridge")
 
 EXIT_DEADLINE = 3.0   # seconds past HOST_LOST_GRACE before a worker that lost its host is killed
 _exit_deadline = False   # armed only in a worker process of its own (never in a test's or app's)
+# The host: what started this process when it imported this module. A zygote imports it before
+# it forks, so the workers it forks inherit the host's pid, not the zygote's.
+HOST_PID = os.getppid()
 
 
 def own_process() -> None:
@@ -86,6 +97,9 @@ class Lifetime:
             timer = threading.Timer(HOST_LOST_GRACE + EXIT_DEADLINE, _kill_own_group)
             timer.daemon = True
             timer.start()
+            if exited(HOST_PID):
+                sweep_host_segments()
+                atexit.register(sweep_host_segments)   # what in-flight work wrote meanwhile
         self.request_stop(EXIT_HOST_LOST, HOST_LOST_GRACE, why)
 
     async def wait_stopped(self) -> None:
@@ -159,6 +173,33 @@ def report_ready(fd: int | None, line: str) -> None:
     while data:
         data = data[os.write(fd, data):]
     os.close(fd)
+
+
+def exited(pid: int) -> bool:
+    """Whether process ``pid`` has exited (gone, or a zombie not reaped yet). Unknown: no."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return True
+    except OSError:   # no /proc: ask the kernel (a zombie still counts as alive there)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X")
+
+
+def sweep_host_segments() -> None:
+    """Remove every shared-memory segment of this worker's run (its host has exited)."""
+    prefix = os.environ.get(SHM_PREFIX_ENV, "")
+    if prefix:
+        removed = shm.sweep(prefix + "-")
+        if removed:
+            log.info("removed %d shared-memory segment(s) of the exited host", len(removed))
 
 
 def _leads_own_group() -> bool:

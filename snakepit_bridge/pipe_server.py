@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import itertools
 import logging
 import os
@@ -33,7 +34,7 @@ from typing import Any, Coroutine, Sequence
 
 from google.protobuf.message import DecodeError
 
-from snakepit_bridge import frames, shm
+from snakepit_bridge import frames, serialization, shm
 from snakepit_bridge.context import HostCaller, HostToolError
 from snakepit_bridge.core import WorkerCore
 from snakepit_bridge.dispatch import error_info
@@ -41,7 +42,7 @@ from snakepit_bridge.frames import HEADER, HOST_CALLS
 from snakepit_bridge.inline import InlineRunner
 from snakepit_bridge.lifetime import Lifetime
 from snakepit_bridge.proto import bridge_pb2 as pb
-from snakepit_bridge.protocol import MAX_FRAME, SHM_PREFIX_ENV
+from snakepit_bridge.protocol import MAX_FRAME, SHM_PREFIX_ENV, MessageTooLarge
 
 log = logging.getLogger("snakepit_bridge.pipe")
 
@@ -116,8 +117,12 @@ class PipeServer:
     # -- Carrier ---------------------------------------------------------------------------
     async def start(self, core: WorkerCore, lifetime: Lifetime) -> int:
         self.core = core
+        if self.segments.enabled:   # results written straight into segments (serialization)
+            serialization.LARGE.set(self.segments)
         loop = self.loop = asyncio.get_running_loop()
-        self.inline = InlineRunner(core.dispatcher, self._answer, threads=core.capacity)
+        # tool threads run in (a copy of) this context: they see LARGE
+        self.inline = InlineRunner(core.dispatcher, self._answer, threads=core.capacity,
+                                   context=contextvars.copy_context())
         self.sock.setblocking(True)
         ended: asyncio.Future[None] = loop.create_future()
 
@@ -161,10 +166,24 @@ class PipeServer:
         and sweeps what we leave when we exit."""
         if kind in shm.BLOB_KINDS:
             self.segments.export(message)
+            carriers = [message]
         elif kind == "results":
-            for response in message.responses:
+            carriers = list(message.responses)
+            for response in carriers:
                 self.segments.export(response)
-        self._write(frames.encode(fid, kind, message))
+        else:
+            carriers = []
+        self._write(self._frame(fid, kind, message, carriers))
+
+    def _frame(self, fid: int, kind: str, message: Any, carriers: list[Any]) -> list[bytes]:
+        """``frames.encode``; a frame over the limit raises, and the segments its blobs went
+        into (``carriers``: the messages with blobs) are removed, as nobody will read them."""
+        try:
+            return frames.encode(fid, kind, message)
+        except MessageTooLarge:
+            for carrier in carriers:
+                shm.discard(carrier, self.segments.prefix)
+            raise
 
     def _write(self, pieces: Sequence[bytes]) -> None:
         with self._write_lock:
@@ -418,9 +437,9 @@ class PipeServer:
 
     def _send_chunks(self, fid: int, chunks: list[pb.ToolChunk]) -> None:
         if len(chunks) == 1:
-            self._write(frames.encode(fid, "chunk", chunks[0]))
+            self._write(self._frame(fid, "chunk", chunks[0], chunks))
         else:
-            self._write(frames.encode(fid, "chunks", pb.ToolChunks(chunks=chunks)))
+            self._write(self._frame(fid, "chunks", pb.ToolChunks(chunks=chunks), chunks))
 
     async def _forward_telemetry(self, core: WorkerCore) -> None:
         try:
@@ -487,6 +506,8 @@ class PipeHostClient:
             self._server.send(fid, kind, request)
         except ConnectionError as exc:
             self._settle(fid, exc=HostToolError("host", "HostGone", str(exc)))
+        except (OSError, ValueError) as exc:   # /dev/shm full, a frame over the limit
+            self._settle(fid, exc=HostToolError("host", type(exc).__name__, str(exc)))
 
     def resolve(self, fid: int, kind: str, frame: pb.Frame) -> None:
         with self._lock:

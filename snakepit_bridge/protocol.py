@@ -21,6 +21,8 @@ PROTOCOL_VERSION = 1
 SECRET_ENV = "SNAKEPIT_SECRET"
 #: Prefix of the shared-memory segments of this run (pipe transport; see ``shm``).
 SHM_PREFIX_ENV = "SNAKEPIT_SHM_PREFIX"
+#: The directory of those segments (a tmpfs; default ``/dev/shm``), read by host and workers.
+SHM_DIR_ENV = "SNAKEPIT_SHM_DIR"
 #: grpc's fork handlers have deadlocked fork+exec code: always "false" in snakepit processes.
 GRPC_FORK_SUPPORT_ENV = "GRPC_ENABLE_FORK_SUPPORT"
 #: Native thread pools each worker limits to one thread (read once, when numpy & co load):
@@ -54,6 +56,17 @@ MAX_FRAME = MAX_MESSAGE
 #: The channel/server options that apply ``MAX_MESSAGE`` to grpcio.
 GRPC_MESSAGE_OPTIONS = (("grpc.max_send_message_length", MAX_MESSAGE),
                         ("grpc.max_receive_message_length", MAX_MESSAGE))
+
+
+class MessageTooLarge(ValueError):
+    """A message bigger than its transport's limit, refused before anything was written.
+    ``size`` and ``limit`` are in bytes."""
+
+    def __init__(self, what: str, size: int, limit: int, limit_name: str, way_out: str
+                 ) -> None:
+        self.size, self.limit = size, limit
+        super().__init__(f"{what} is {size} bytes, over the {limit}-byte limit "
+                         f"({limit_name}): {way_out}")
 
 # -- timeouts (seconds) -----------------------------------------------------------------------
 #: Host -> worker calls that have no caller-given timeout.

@@ -5,7 +5,10 @@
 
 Values are orjson-encoded. ``bytes`` and numpy arrays are not put in the JSON: each becomes a
 ``Blob`` (raw bytes + dtype + shape) in a side map, and the JSON holds ``{"__blob__": name}`` in
-its place. Nothing is ever pickled. numpy is optional, and imported only when an array blob is
+its place. With a sink for large blobs (``large=``, or the context's ``LARGE``: the pipe
+transport's shared memory, ``snakepit_bridge.shm``), a buffer of ``large.threshold`` bytes or
+more is handed to it as it is (no copy here) and its Blob carries only the name the sink
+gives (``shm_name``, ``shm_size``). Nothing is ever pickled. numpy is optional, and imported only when an array blob is
 decoded (encoding never imports it: an array exists only once numpy is loaded); without numpy,
 array blobs decode to a dict ``{"dtype", "shape", "data"}``.
 
@@ -25,6 +28,7 @@ them).
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import datetime
 import enum
@@ -32,7 +36,7 @@ import json
 import math
 import sys
 import uuid
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 import orjson
 
@@ -45,6 +49,23 @@ _OPTS = orjson.OPT_NON_STR_KEYS   # dumps() only: details and metadata are for p
 MAX_DEPTH = 254                    # orjson's nesting limit
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
 
+
+class LargeBlobs(Protocol):
+    """Where buffers of ``threshold`` bytes or more go instead of ``Blob.data``."""
+
+    threshold: int
+
+    def put(self, source: Any, size: int) -> str:
+        """Take ``source`` (bytes-like or a numpy array, any layout): the name for
+        ``Blob.shm_name``."""
+
+    def drop(self, name: str) -> None:
+        """Forget what ``put`` made (its message will not be sent)."""
+
+
+#: The sink ``encode`` uses when given none: set by the pipe worker for its own requests.
+LARGE: contextvars.ContextVar[LargeBlobs | None] = contextvars.ContextVar(
+    "snakepit_large_blobs", default=None)
 
 
 def _numpy_loaded() -> Any:
@@ -116,20 +137,28 @@ def _convert(obj: Any) -> Any:
     raise Unserializable(type(obj).__qualname__)
 
 
-def _blob_default(blobs: dict[str, pb.Blob]) -> Any:
+def _blob_default(blobs: dict[str, pb.Blob], large: LargeBlobs | None = None) -> Any:
     def default(obj: Any) -> Any:
         if isinstance(obj, (bytes, bytearray, memoryview)):
             name = f"b{len(blobs)}"
-            blobs[name] = pb.Blob(data=bytes(obj))
+            size = obj.nbytes if isinstance(obj, memoryview) else len(obj)
+            if large is not None and size >= large.threshold:
+                blobs[name] = pb.Blob(shm_name=large.put(obj, size), shm_size=size)
+            else:
+                blobs[name] = pb.Blob(data=bytes(obj))
             return {BLOB_KEY: name}
         np = _numpy_loaded()
         if np is not None and isinstance(obj, np.ndarray):
             problem = _array_problem(obj)
             if problem:
                 raise Unserializable("ndarray", problem)
+            name = f"b{len(blobs)}"
+            if large is not None and obj.nbytes >= large.threshold:   # any layout: C order
+                blobs[name] = pb.Blob(shm_name=large.put(obj, obj.nbytes), shm_size=obj.nbytes,
+                                      dtype=obj.dtype.str, shape=list(obj.shape))
+                return {BLOB_KEY: name}
             # not ascontiguousarray: it turns a 0-d array into shape (1,)
             arr = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
-            name = f"b{len(blobs)}"
             blobs[name] = pb.Blob(data=arr.tobytes(), dtype=arr.dtype.str, shape=list(arr.shape))
             return {BLOB_KEY: name}
         return _convert(obj)
@@ -206,24 +235,52 @@ def check(value: Any, *, root: str = "value") -> None:
         raise found
 
 
-def encode(value: Any, *, root: str = "value") -> tuple[bytes, dict[str, pb.Blob]]:
+def encode(value: Any, *, root: str = "value", large: LargeBlobs | None = None
+           ) -> tuple[bytes, dict[str, pb.Blob]]:
     """``value`` as (JSON bytes, blobs). Raises :class:`Unserializable` naming the path of a
-    part with no exact form, starting at ``root`` (``args["x"][3]``)."""
+    part with no exact form, starting at ``root`` (``args["x"][3]``). Large buffers go to
+    ``large`` (default: the context's ``LARGE``); what it took is dropped again if encoding
+    fails."""
+    large = large if large is not None else LARGE.get()
     blobs: dict[str, pb.Blob] = {}
     try:
-        data = orjson.dumps(value, default=_blob_default(blobs))
+        return _encode(value, root, blobs, large)
+    except BaseException:
+        _drop(blobs, large)
+        raise
+
+
+def _drop(blobs: dict[str, pb.Blob], large: LargeBlobs | None) -> None:
+    for blob in blobs.values():
+        if large is not None and blob.shm_name:
+            large.drop(blob.shm_name)
+    blobs.clear()
+
+
+def _encode(value: Any, root: str, blobs: dict[str, pb.Blob], large: LargeBlobs | None
+            ) -> tuple[bytes, dict[str, pb.Blob]]:
+    try:
+        data = orjson.dumps(value, default=_blob_default(blobs, large))
     except orjson.JSONEncodeError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, OSError):   # the sink could not take a blob (tmpfs full)
+            # no reference cycle (orjson's error <-> it, this frame <-> it) may keep this
+            # frame's value (arrays, mapped segments) alive until a garbage collection
+            exc.__cause__ = exc.__context__ = None
+            try:
+                raise cause from None
+            finally:
+                cause = None
         found = _locate(value, root)
         if found is not None:
             raise found from None
         if "Dict key must be str" not in str(exc):
-            cause = exc.__cause__
             if isinstance(cause, Unserializable):
                 raise cause.at(root) from None
             raise Unserializable(type(value).__qualname__, str(exc), root) from None
         # every key is a str, some of a subclass (a str Enum): orjson wants the option for those
-        blobs.clear()
-        data = orjson.dumps(value, default=_blob_default(blobs), option=_OPTS)
+        _drop(blobs, large)
+        data = orjson.dumps(value, default=_blob_default(blobs, large), option=_OPTS)
     # orjson writes NaN and +-inf as null: where there is a null, the C encoder of the standard
     # library (which can refuse them) checks at C speed, and only a value it refuses is walked
     # in Python for the path. A user's {"__blob__": ...} shows as one reference too many.
@@ -269,7 +326,14 @@ def loads(data: bytes | str) -> Any:
 
 
 def blob_value(blob: pb.Blob) -> Any:
-    if blob.shm_name:   # the pipe transport's shared memory (snakepit_bridge.shm)
+    if blob.shm_name.startswith("pending-"):   # never sent: decoded in the process it was made
+        from snakepit_bridge import shm
+        source = shm.claim_pending(blob)
+        np = _numpy_for_decoding() if blob.dtype else None
+        if np is not None and isinstance(source, np.ndarray):
+            return source.copy(order="C")   # as it would have arrived
+        data = source.tobytes() if isinstance(source, memoryview) else bytes(source)
+    elif blob.shm_name:   # the pipe transport's shared memory (snakepit_bridge.shm)
         from snakepit_bridge import shm
         mapped = shm.take(blob.shm_name, blob.shm_size)
         np = _numpy_for_decoding() if blob.dtype else None

@@ -96,3 +96,17 @@ def make_config(tmp_path, transport):
         return snakepit.Config(pools=pools, **kw)
 
     return make
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The names of segments the host mapped (a spy around the real ``take``)."""
+    from snakepit_bridge import shm
+    seen = []
+    real = shm.take
+
+    def spy(name, size):
+        seen.append(name)
+        return real(name, size)
+    monkeypatch.setattr(shm, "take", spy)
+    return seen

@@ -18,11 +18,14 @@ from typing import Any, AsyncIterator
 import grpc  # noqa: E402
 import trio  # noqa: E402
 
-from snakepit.errors import RequestTimeout, SnakepitError, TransportError, WorkerCrashed  # noqa
+from snakepit.errors import (InvalidArgumentsError, RequestTimeout, SnakepitError,  # noqa
+                             TransportError, WorkerCrashed)
 from snakepit.transport.base import TIMEOUTS, backstop  # noqa: E402
+from snakepit_bridge import shm  # noqa: E402
 from snakepit_bridge.proto import bridge_pb2 as pb  # noqa: E402
 from snakepit_bridge.proto import bridge_pb2_grpc as pbg  # noqa: E402
-from snakepit_bridge.protocol import GRPC_MESSAGE_OPTIONS, SECRET_HEADER  # noqa: E402
+from snakepit_bridge.protocol import (GRPC_MESSAGE_OPTIONS, MAX_MESSAGE,  # noqa: E402
+                                      SECRET_HEADER, MessageTooLarge)
 
 CHANNEL_OPTIONS = [*GRPC_MESSAGE_OPTIONS, ("grpc.enable_retries", 0)]
 STREAM_BUFFER = 64
@@ -37,6 +40,8 @@ def map_rpc_error(exc: BaseException, address: str, what: str) -> SnakepitError:
     if not isinstance(exc, grpc.RpcError):
         return TransportError(f"{what} to {address} failed: {exc!r}")
     code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+        details += f" (gRPC messages are limited to {MAX_MESSAGE} bytes: {_WAY_OUT})"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return RequestTimeout(f"{what} to {address} exceeded its deadline",
                               details={"grpc": code.name})
@@ -45,6 +50,28 @@ def map_rpc_error(exc: BaseException, address: str, what: str) -> SnakepitError:
                              details={"grpc": code.name})
     return TransportError(f"{what} to {address} failed: {code.name} {details}",
                           details={"grpc": code.name})
+
+
+_WAY_OUT = ("the pipe transport (transport='pipe') carries blobs through shared memory, "
+            "whatever their size")
+
+
+def _inline_blobs(request: Any, address: str, what: str) -> None:
+    """gRPC has no shared memory: the request's ``pending-`` buffers (``validate.encode_args``)
+    go into the message, unless it would exceed ``MAX_MESSAGE`` (refused before copying)."""
+    pending = shm.pending_size(request)
+    if not pending:
+        return   # (an inline request over the limit: grpcio refuses it, map_rpc_error says why)
+    size = request.ByteSize() + pending
+    if size > MAX_MESSAGE:
+        too_big = MessageTooLarge(f"the {what} request to {address}", size, MAX_MESSAGE,
+                                  "protocol.MAX_MESSAGE, gRPC", _WAY_OUT)
+        raise InvalidArgumentsError(str(too_big), details={
+            "size": size, "limit": MAX_MESSAGE, "allowed": "transport='pipe'"})
+    try:
+        shm.materialize(request)
+    except shm.SegmentError as exc:
+        raise TransportError(f"{what} to {address}: {exc}") from None
 
 
 class TelemetryStream:
@@ -127,6 +154,7 @@ class GrpcTransport:
         return await self._unary("Describe", pb.DescribeRequest(), TIMEOUTS["describe"])
 
     async def execute(self, request: Any, *, timeout: float | None = None) -> Any:
+        _inline_blobs(request, self.address, "Execute")
         return await self._unary("Execute", request, backstop(timeout))
 
     async def execute_batch(self, batch: Any, *, timeout: float | None = None) -> Any:
@@ -151,6 +179,7 @@ class GrpcTransport:
     async def stream(self, request: Any) -> AsyncIterator[AsyncIterator[Any]]:
         if self._closed:
             raise WorkerCrashed(f"transport to {self.address} is closed")
+        _inline_blobs(request, self.address, "ExecuteStream")
         call = self._stub.ExecuteStream(request, metadata=self._metadata)
         send, recv = trio.open_memory_channel[Any](STREAM_BUFFER)
         async with trio.open_nursery() as nursery:

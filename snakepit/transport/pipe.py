@@ -101,10 +101,17 @@ class PipeTransport:
         blobs went into (they leave ``message``: a request is the transport's to consume)."""
         if self._closed:
             raise WorkerCrashed(f"pipe to {self.name} is closed ({self._error or 'closed'})")
-        names = self._segments.export(message) if kind in shm.BLOB_KINDS else \
-            [n for item in message.requests for n in self._segments.export(item)] \
-            if kind == "execute_batch" else []
-        head, body = frames.encode(fid, kind, message)
+        names: list[str] = []
+        try:
+            names = self._segments.export(message) if kind in shm.BLOB_KINDS else \
+                [n for item in message.requests for n in self._segments.export(item)] \
+                if kind == "execute_batch" else []
+            head, body = frames.encode(fid, kind, message)
+        except (OSError, ValueError) as exc:   # /dev/shm full, a frame over the limit
+            for name in names:
+                shm.unlink(name)
+            raise TransportError(f"{kind!r} to {self.name} cannot be sent: {exc}",
+                                 details={"kind": kind, "reason": str(exc)}) from None
         if not self._out and not self._writing and len(body) < _DIRECT:
             # Nothing queued before it: straight into the socket, no task switch.
             data = head + body
@@ -234,7 +241,11 @@ class PipeTransport:
                 reply_kind, answer = "error", pb.ErrorInfo(
                     category="host", type=type(exc).__name__, message=str(exc))
         if not self._closed:
-            self._send(frame.id, reply_kind, answer)
+            try:
+                self._send(frame.id, reply_kind, answer)
+            except TransportError as exc:   # too big for a frame, /dev/shm full
+                self._send(frame.id, "error", pb.ErrorInfo(
+                    category="host", type="Unsendable", message=exc.message))
 
     # -- calls ------------------------------------------------------------------------------
     async def _call(self, what: str, timeout: float | None, kind: str, message: Any

@@ -2,6 +2,8 @@
 (stop when dependent, probe the host first, serve on when independent)."""
 
 import asyncio
+import os
+import time
 
 from snakepit_bridge.lifetime import Lifetime, LifetimeConfig, ready_line
 from snakepit_bridge.protocol import EXIT_HOST_LOST, EXIT_OK, HOST_LOST_GRACE, PROTOCOL_VERSION
@@ -75,3 +77,25 @@ def test_ready_line_names_the_protocol_version():
     line = ready_line(port=0, worker_id="w-1", transport="pipe", pid=7)
     assert line.endswith("\n")
     assert '"protocol": %d' % PROTOCOL_VERSION in line and '"transport": "pipe"' in line
+
+
+def test_exited_tells_a_living_host_from_one_killed_and_not_yet_reaped():
+    import subprocess
+    import sys
+
+    from snakepit_bridge.lifetime import exited
+    assert not exited(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert not exited(child.pid)
+        child.kill()
+        deadline = time.monotonic() + 10
+        # a zombie (killed, not reaped): gone for the worker, though kill(pid, 0) still works
+        while not exited(child.pid):
+            assert time.monotonic() < deadline, "the killed child never showed as exited"
+            time.sleep(0.01)
+        os.kill(child.pid, 0)
+    finally:
+        child.kill()
+        child.wait()
+    assert exited(child.pid)

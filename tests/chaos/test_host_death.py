@@ -8,6 +8,7 @@ registry is left empty and the admin socket removed, the process exits with
 KeyboardInterrupt's status.
 """
 
+import glob
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import pytest
 
 from leaks import gone, wait_until
 from snakepit.pool.process_registry import ProcessRegistry
+from snakepit_bridge import shm
 
 pytestmark = [pytest.mark.chaos]
 
@@ -28,6 +30,7 @@ EXIT_WITHIN = 20.0
 
 PRELUDE = """
 import json, os, sys, time, trio, snakepit
+from snakepit_bridge import shm
 cfg = snakepit.Config(state_dir=sys.argv[1], pools=[snakepit.PoolConfig(
     name="default", size=1, adapter="pool_adapters:MisbehavingAdapter", transport=sys.argv[2],
     preload=sys.argv[3] == "preload", shutdown_grace=1.0,
@@ -42,11 +45,17 @@ async def main():
     async with snakepit.start(cfg) as app, trio.open_nursery() as nursery:
         try:
             pids = [app.workers()[0]["pid"], await app.execute("spawn_grandchild")]
-            # In flight when the host goes: a tool thread that will not end by itself.
+            # In flight when the host goes: a tool thread that will not end by itself, and a
+            # segment of this run (a request's, not read yet; a pipe worker's own).
             nursery.start_soon(app.execute, "sleep", {"seconds": 600})
+            prefix = app._host.shm_prefix
+            for side in (f"h{os.getpid()}.1", f"w{pids[0]}"):
+                with open(os.path.join(shm.SHM_DIR, f"{prefix}-{side}-999"), "wb") as f:
+                    f.write(b"y" * 4096)
             while app.stats()["busy"] == 0:
                 await trio.sleep(0.01)
             report(pids)
+            print(json.dumps(prefix), flush=True)
             await trio.sleep(600)
         finally:
             print("finally", flush=True)
@@ -91,19 +100,28 @@ def _finish(host, pids):
     return out, err
 
 
-@pytest.mark.parametrize("transport,start", [("grpc", "spawn"), ("pipe", "preload")])
+@pytest.mark.parametrize("transport,start", [("grpc", "spawn"), ("pipe", "preload"),
+                                             ("pipe", "spawn")])
 def test_host_kill_9_takes_a_tools_child_down(tmp_path, transport, start):
+    """... and a pipe worker removes its run's shared-memory segments (gRPC has none)."""
     host = _host(tmp_path, "start", transport, start)
-    pids = []
+    pids, run = [], []
     try:
         pids = json.loads(host.stdout.readline())
+        run = glob.glob(os.path.join(shm.SHM_DIR, json.loads(host.stdout.readline()) + "-*"))
+        assert len(run) == 2
         host.kill()
         host.wait()
         assert wait_until(lambda: all(gone(p) for p in pids), GONE_WITHIN), \
             f"alive {GONE_WITHIN} s after the host's kill -9: " \
             f"{[p for p in pids if not gone(p)]} (worker, tool's child)"
+        if transport == "pipe":
+            assert wait_until(lambda: not any(map(os.path.exists, run)), GONE_WITHIN), \
+                f"left {GONE_WITHIN} s after the host's kill -9: {run}"
     finally:
         _finish(host, pids)
+        for path in filter(os.path.exists, run):
+            os.unlink(path)
 
 
 @pytest.mark.parametrize("kind", sorted(HOSTS))

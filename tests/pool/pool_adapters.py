@@ -164,3 +164,25 @@ class StreamShapes(BaseAdapter):
     def marks_final(self, n: int):
         yield from range(n)
         yield StreamChunk(is_final=True, metadata={"why": "done"})
+
+
+class BigValues(BaseAdapter):
+    """Large values back and forth, and values too big for one pipe frame
+    (tests/bridge/test_shm_pool.py)."""
+
+    @tool
+    def echo(self, **kwargs):
+        return kwargs
+
+    @tool
+    def yields(self, items: list):
+        yield from items
+
+    @tool
+    def text(self, n: int) -> str:
+        return "x" * n
+
+    @tool
+    def texts(self, n: int):
+        yield "small"
+        yield "x" * n

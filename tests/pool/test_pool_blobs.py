@@ -21,19 +21,6 @@ def segments(prefix):
     return sorted(glob.glob(os.path.join(shm.SHM_DIR, prefix + "*")))
 
 
-@pytest.fixture
-def reads(monkeypatch):
-    """The names of segments the host mapped (a spy around the real ``take``)."""
-    seen = []
-    real = shm.take
-
-    def spy(name, size):
-        seen.append(name)
-        return real(name, size)
-    monkeypatch.setattr(shm, "take", spy)
-    return seen
-
-
 @pytest.mark.both_transports
 async def test_big_blobs_round_trip_and_leave_no_segment(make_config, transport, reads):
     array = np.arange(MB, dtype="<f8").reshape(1024, 1024)     # 8 MB
