@@ -118,7 +118,8 @@ class BareGrpc:
     """
 
     def __init__(self, address: str, secret: str) -> None:
-        self.channel = grpc.insecure_channel(address, options=[*GRPC_MESSAGE_OPTIONS, ("grpc.enable_retries", 0)])
+        self.channel = grpc.insecure_channel(  # the transport's options (but its stream one)
+            address, options=[*GRPC_MESSAGE_OPTIONS, ("grpc.enable_retries", 0)])
         self.stub = pbg.WorkerServiceStub(self.channel)  # type: ignore[no-untyped-call]
         self.metadata = ((SECRET_HEADER, secret),)
         self._controls: queue.Queue[Any] = queue.Queue()
