@@ -4,8 +4,8 @@
 
 Peers, all with the same worker count: snakepit over both transports (``PoolConfig(transport=
 "pipe")`` and ``"grpc"``), concurrent.futures.ProcessPoolExecutor, multiprocessing.Pool, a bare
-grpcio client driven from trio (snakepit's GrpcTransport straight to showcase worker processes,
-no pool) and a raw length-prefixed pipe echo from trio (the floor).
+grpcio client driven from trio (the generated stub to showcase worker processes, no snakepit on
+the host: cpu_per_call.BareGrpc) and a raw length-prefixed pipe echo from trio (the floor).
 
 Workloads: sequential ping latency (1 worker); ping throughput with 2 and 4 workers and 1, 8
 and 64 concurrent callers; an 8 MB numpy array round trip (bytes without numpy); a stream of
@@ -201,13 +201,15 @@ SECRET = "bench"
 
 
 class BarePeer:
-    """snakepit's GrpcTransport to showcase worker processes, no pool: calls go round robin."""
+    """Bare grpcio from trio (cpu_per_call.BareGrpc: the generated stub, a future whose
+    callback wakes the task, a stream read by a thread) to showcase worker processes; no
+    snakepit on the host. Calls go round robin."""
 
-    def __init__(self, transports: list[Any]) -> None:
+    def __init__(self, clients: list[Any]) -> None:
         from snakepit_bridge import serialization
         from snakepit_bridge.proto import bridge_pb2
         self._encode, self._pb = serialization.encode, bridge_pb2
-        self._first, self._next = transports[0], itertools.cycle(transports)
+        self._first, self._next = clients[0], itertools.cycle(clients)
 
     def _request(self, tool: str, args: dict[str, Any]) -> Any:
         data, blobs = self._encode(args)
@@ -255,21 +257,20 @@ def ready_port(r: int) -> int:
 
 @contextlib.asynccontextmanager
 async def bare_peer(workers: int) -> AsyncIterator[BarePeer]:
-    from snakepit.transport.grpc import GrpcTransport
     procs: list[subprocess.Popen[bytes]] = []
-    transports: list[Any] = []
-    try:
-        fds = [spawn_bare_worker(procs) for _ in range(workers)]
-        for r in fds:
-            port = await trio.to_thread.run_sync(ready_port, r)
-            transports.append(GrpcTransport(f"127.0.0.1:{port}", SECRET))
-        yield BarePeer(transports)
-    finally:
-        with trio.CancelScope(shield=True):
-            for transport in transports:
-                await transport.aclose()
-        for proc in procs:
-            stop_process(proc)
+    with contextlib.ExitStack() as clients:
+        try:
+            fds = [spawn_bare_worker(procs) for _ in range(workers)]
+            bare = []
+            for r in fds:
+                port = await trio.to_thread.run_sync(ready_port, r)
+                bare.append(clients.enter_context(
+                    cpu_per_call.BareGrpc(f"127.0.0.1:{port}", SECRET)))
+            yield BarePeer(bare)
+        finally:
+            clients.close()
+            for proc in procs:
+                stop_process(proc)
 
 
 ECHO = r"""
@@ -615,17 +616,21 @@ CPU_ROWS = ["cpu_host_us", "cpu_worker_us"]
 
 def section_cpu(p: Params, res: Results) -> None:
     """Process CPU time per call (psutil user+system) of the caller and of the one worker,
-    sequential `add`: snakepit over each transport and ProcessPoolExecutor, interleaved per
-    repetition (benchmarks/cpu_per_call.py)."""
+    sequential `add`: snakepit over each transport, a bare grpcio client driven from trio on
+    the gRPC pool's own worker, and ProcessPoolExecutor, interleaved per repetition
+    (benchmarks/cpu_per_call.py)."""
     calls = 3000 if p.n_lat != QUICK.n_lat else 1000
-    runs = {PIPE: lambda: cpu_per_call.snakepit_row("pipe", calls),
-            GRPC: lambda: cpu_per_call.snakepit_row("grpc", calls),
-            PPE: lambda: cpu_per_call.ppe_row(calls)}
+    # the bare grpcio client (trio) runs on the gRPC pool's worker, right after the pool
+    runs = {PIPE: lambda: {PIPE: cpu_per_call.snakepit_row("pipe", calls)},
+            GRPC: lambda: {peer: row for peer, row in cpu_per_call.grpc_rows(calls).items()
+                           if peer in (GRPC, cpu_per_call.BARE_TRIO)},
+            PPE: lambda: {PPE: cpu_per_call.ppe_row(calls)}}
     with guard(res, PIPE, CPU_ROWS):
-        got: dict[str, list[dict[str, float]]] = {peer: [] for peer in runs}
+        got: dict[str, list[dict[str, float]]] = {PIPE: [], GRPC: [], BARE: [], PPE: []}
         for _ in range(p.reps):
-            for peer, run in runs.items():
-                got[peer].append(run())
+            for run in runs.values():
+                for peer, row in run().items():
+                    got[BARE if peer == cpu_per_call.BARE_TRIO else peer].append(row)
         for peer, samples in got.items():
             res.put("cpu_host_us", peer, [r["host_us"] for r in samples])
             res.put("cpu_worker_us", peer, [r["worker_us"] for r in samples])
@@ -695,17 +700,22 @@ def rows(p: Params) -> list[Row]:
         Row("stream", f"{p.chunks}-chunk stream into trio, chunks/s (cap {p.stream_cap:g} s)",
             ".0f",
             ((PIPE, GRPC), (GRPC, BARE)),
-            (Target("pipe >= 200000/s", PIPE, ">=", 200_000, fmt=".0f"),))]
+            (Target("pipe >= 200000/s", PIPE, ">=", 200_000, fmt=".0f"),
+             Target("grpc/bare >= 0.9", GRPC, ">=", 0.9, over=BARE)))]
     for n, mode, _ in p.startup:
         bound = {"spawned": 6.0, "preload": 1.0}[mode]
         what = "preload=True" if mode == "preload" else mode
         out.append(Row(f"startup_{n}_{mode}", f"{n} workers ready, s ({what})", ".2f",
                        targets=both(f"<= {bound:g} s", "<=", bound) if n == 100 else ()))
     out += [
-        Row("cpu_host_us", "caller CPU per sequential `add`, µs (psutil, 1 worker)", ".0f",
-            VS_PPE, (Target("pipe <= 80 µs", PIPE, "<=", 80.0, fmt=".0f"),)),
-        Row("cpu_worker_us", "worker CPU per sequential `add`, µs (psutil)", ".0f", VS_PPE,
-            (Target("pipe <= 50 µs", PIPE, "<=", 50.0, fmt=".0f"),))]
+        Row("cpu_host_us", "caller CPU per sequential `add`, µs (psutil, 1 worker; bare: "
+            "the gRPC pool's worker)", ".0f", VS_PPE + ((GRPC, BARE),),
+            (Target("pipe <= 80 µs", PIPE, "<=", 80.0, fmt=".0f"),
+             Target("grpc/bare <= 1.1", GRPC, "<=", 1.1, over=BARE))),
+        Row("cpu_worker_us", "worker CPU per sequential `add`, µs (psutil)", ".0f",
+            VS_PPE + ((GRPC, BARE),),
+            (Target("pipe <= 50 µs", PIPE, "<=", 50.0, fmt=".0f"),
+             Target("grpc/bare <= 1.1", GRPC, "<=", 1.1, over=BARE)))]
     out += [
         Row("worker_ready_ms", "one worker process ready, ms (showcase; floor: an interpreter "
             "that reports ready at once)", ".0f", VS_FLOOR),

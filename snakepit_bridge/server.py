@@ -31,19 +31,39 @@ from snakepit_bridge.tls import Tls, host_port
 SERVER_OPTIONS = [*GRPC_MESSAGE_OPTIONS, ("grpc.so_reuseport", 0)]
 
 
-class _Auth(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Every call must carry the per-run secret; anything else is UNAUTHENTICATED."""
+class _Authenticated(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """WorkerService's handlers for calls that carry the per-run secret; any other call is
+    UNAUTHENTICATED. A generic handler checks the secret as grpcio looks the method up, with
+    no coroutine per call (an interceptor costs one)."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, servicer: "WorkerServicer") -> None:
         self._secret = secret.encode()
+        self._service = _service_handler(servicer)
 
-    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+    def service(self, details: Any) -> Any:
         for key, value in details.invocation_metadata or ():
             if key == SECRET_HEADER:
                 given = value.encode() if isinstance(value, str) else value
                 if hmac.compare_digest(given, self._secret):
-                    return await continuation(details)
+                    return self._service.service(details)
         return _deny(details.method)
+
+
+def _service_handler(servicer: "WorkerServicer") -> Any:
+    """The generated code's generic handler for ``servicer`` (it is handed to the server
+    there; its registered-method handlers would answer without the secret check)."""
+    found: list[Any] = []
+
+    class Collect:
+        def add_generic_rpc_handlers(self, handlers: Any) -> None:
+            found.extend(handlers)
+
+        def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+            pass
+
+    pbg.add_WorkerServiceServicer_to_server(servicer, Collect())  # type: ignore[no-untyped-call]
+    [handler] = found
+    return handler
 
 
 def _deny(method: str) -> Any:
@@ -134,10 +154,9 @@ class GrpcCarrier:
         return self._host
 
     async def start(self, core: WorkerCore, lifetime: Lifetime) -> int:
-        self._server = grpc.aio.server(options=SERVER_OPTIONS,
-                                       interceptors=[_Auth(self._secret)])
-        pbg.add_WorkerServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            WorkerServicer(core), self._server)
+        self._server = grpc.aio.server(options=SERVER_OPTIONS)
+        self._server.add_generic_rpc_handlers([_Authenticated(self._secret,
+                                                              WorkerServicer(core))])
         where = host_port(self._bind_host, 0)
         port: int = self._server.add_secure_port(where, self._tls.server_credentials()) \
             if self._tls is not None else self._server.add_insecure_port(where)

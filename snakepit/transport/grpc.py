@@ -2,9 +2,12 @@
 
 Unary calls use the stub's ``.future()``; its done-callback wakes the waiting trio task through
 ``TrioToken.run_sync_soon`` (and never raises, even after the run ended); cancelling the task
-cancels the future, which cancels the RPC in the worker. A stream is pumped by a worker thread
-into a bounded trio memory channel, so a slow consumer holds the producer back instead of
-buffering without bound; leaving the stream block early cancels the RPC.
+cancels the future, which cancels the RPC in the worker. A stream's messages are read by a
+thread of its own and cross into trio a batch at a time (:class:`Pump`): the thread appends to
+a bounded buffer and wakes the consumer only when it waits; the consumer takes the whole buffer
+in one step. A full buffer blocks the reading thread, so a slow consumer holds the worker back
+(gRPC flow control) instead of buffering without bound; leaving the stream block early cancels
+the RPC.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import functools
 import math
 import queue
+import threading
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 import grpc  # noqa: E402
+import grpc.experimental  # noqa: E402  (ChannelOptions; not imported by `import grpc`)
 import trio  # noqa: E402
 
 from snakepit.errors import (InvalidArgumentsError, RequestTimeout, SnakepitError,  # noqa
@@ -27,8 +32,11 @@ from snakepit_bridge.proto import bridge_pb2_grpc as pbg  # noqa: E402
 from snakepit_bridge.protocol import (GRPC_MESSAGE_OPTIONS, MAX_MESSAGE,  # noqa: E402
                                       SECRET_HEADER, MessageTooLarge)
 
-CHANNEL_OPTIONS = [*GRPC_MESSAGE_OPTIONS, ("grpc.enable_retries", 0)]
-STREAM_BUFFER = 64
+# SingleThreadedUnaryStream: a stream's reading thread polls the call itself, instead of
+# waiting on a condition that grpcio's channel thread signals for every message.
+CHANNEL_OPTIONS = [*GRPC_MESSAGE_OPTIONS, ("grpc.enable_retries", 0),
+                   (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
+STREAM_BUFFER = 64   # messages a stream holds on the host beyond what gRPC itself buffers
 
 _CRASH_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
                 grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
@@ -75,16 +83,11 @@ def _inline_blobs(request: Any, address: str, what: str) -> None:
 
 
 class TelemetryStream:
-    def __init__(self, controls: "queue.Queue[Any]", events: "_Messages") -> None:
+    def __init__(self, controls: "queue.Queue[Any]", events: "Messages") -> None:
         self._controls, self.events = controls, events
 
     def send(self, control: Any) -> None:
         self._controls.put(control)
-
-
-class _End:
-    def __init__(self, error: BaseException | None) -> None:
-        self.error = error
 
 
 class GrpcTransport:
@@ -181,15 +184,8 @@ class GrpcTransport:
             raise WorkerCrashed(f"transport to {self.address} is closed")
         _inline_blobs(request, self.address, "ExecuteStream")
         call = self._stub.ExecuteStream(request, metadata=self._metadata)
-        send, recv = trio.open_memory_channel[Any](STREAM_BUFFER)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(functools.partial(trio.to_thread.run_sync, _pump, call, send,
-                                                 limiter=self._pumps))
-            try:
-                yield _Messages(recv, self.address)
-            finally:
-                call.cancel()
-                await recv.aclose()
+        async with self._pumping(call, "ExecuteStream") as messages:
+            yield messages
 
     @asynccontextmanager
     async def telemetry(self, control: Any) -> AsyncIterator["TelemetryStream"]:
@@ -199,16 +195,23 @@ class GrpcTransport:
         controls: queue.Queue[Any] = queue.Queue()
         controls.put(control)
         call = self._stub.StreamTelemetry(iter(controls.get, None), metadata=self._metadata)
-        send, recv = trio.open_memory_channel[Any](STREAM_BUFFER)
+        try:
+            async with self._pumping(call, "StreamTelemetry") as messages:
+                yield TelemetryStream(controls, messages)
+        finally:
+            controls.put(None)
+
+    @asynccontextmanager
+    async def _pumping(self, call: Any, what: str) -> AsyncIterator["Messages"]:
+        """The call's messages, read by a thread of their own; leaving cancels the call."""
+        pump = Pump(call)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(functools.partial(trio.to_thread.run_sync, _pump, call, send,
+            nursery.start_soon(functools.partial(trio.to_thread.run_sync, pump.run,
                                                  limiter=self._pumps))
             try:
-                yield TelemetryStream(controls, _Messages(recv, self.address))
+                yield Messages(pump, self.address, what)
             finally:
-                call.cancel()
-                controls.put(None)
-                await recv.aclose()
+                pump.close()
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -216,37 +219,137 @@ class GrpcTransport:
             await trio.to_thread.run_sync(self._channel.close)
 
 
-def _pump(call: Any, send: trio.MemorySendChannel[Any]) -> None:
-    """Runs in a thread: every message into the channel (blocking when it is full)."""
-    error: BaseException | None = None
-    try:
-        for msg in call:
-            trio.from_thread.run(send.send, msg)
-    except (trio.BrokenResourceError, trio.Cancelled, trio.RunFinishedError):
-        call.cancel()
-        return
-    except grpc.RpcError as exc:
-        error = exc
-    try:
-        trio.from_thread.run(send.send, _End(error))
-    except (trio.BrokenResourceError, trio.Cancelled, trio.RunFinishedError):
-        pass
+class Pump:
+    """The messages of one gRPC call, from the thread that reads them to one trio task, a
+    batch at a time.
+
+        pump = Pump(call)                       # in trio: remembers the run's token
+        # a thread: pump.run()                  # reads the call until it ends or is closed
+        batch = await pump.take()               # every message read so far (waits for one)
+        pump.close()                            # cancels the call; the thread returns
+
+    The reading thread appends to a buffer of at most ``limit`` messages and wakes the consumer
+    only if it waits, so a burst costs one wake-up, not one per message. A full buffer blocks
+    the reading thread until the consumer takes it. The call's end is the last item of the
+    last batch: an ``End`` (with the ``grpc.RpcError`` it failed with, if any).
+    """
+
+    def __init__(self, call: Any, limit: int = STREAM_BUFFER) -> None:
+        self._call, self._limit = call, limit
+        self._token = trio.lowlevel.current_trio_token()
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._buffer: list[Any] = []
+        self._ended = False
+        self._closed = False
+        self._waiter: trio.lowlevel.Task | None = None
+        self._reader_blocked = False
+        self._batches = 0
+
+    def statistics(self) -> dict[str, Any]:
+        """``buffered`` messages, ``batches`` taken, ``reader_blocked``: the reading thread
+        waits for room."""
+        with self._lock:
+            return {"buffered": len(self._buffer), "batches": self._batches,
+                    "reader_blocked": self._reader_blocked}
+
+    # -- the reading thread ------------------------------------------------------------------
+    def run(self) -> None:
+        error: BaseException | None = None
+        try:
+            for message in self._call:
+                if not self._put(message):
+                    return
+        except grpc.RpcError as exc:
+            error = exc
+        self._put(End(error), last=True)
+
+    def _put(self, item: Any, last: bool = False) -> bool:
+        with self._lock:
+            while len(self._buffer) >= self._limit and not self._closed and not last:
+                self._reader_blocked = True
+                self._room.wait()
+            self._reader_blocked = False
+            if self._closed:
+                return False
+            self._buffer.append(item)
+            self._ended = last
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            try:
+                self._token.run_sync_soon(trio.lowlevel.reschedule, waiter)
+            except trio.RunFinishedError:
+                return False
+        return True
+
+    # -- the trio side -----------------------------------------------------------------------
+    async def take(self) -> list[Any]:
+        """Every message read so far, in order (at least one; after the ``End``: [])."""
+        while True:
+            with self._lock:
+                ready = bool(self._buffer) or self._ended or self._closed
+                if not ready:
+                    self._waiter = trio.lowlevel.current_task()
+            if ready:
+                await trio.lowlevel.checkpoint()   # one schedule point per batch
+                with self._lock:
+                    batch, self._buffer = self._buffer, []
+                    self._batches += bool(batch)
+                    self._reader_blocked = False   # there is room now
+                    self._room.notify()
+                return batch
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+        with self._lock:
+            if self._waiter is None:     # the reader is waking us already
+                return trio.lowlevel.Abort.FAILED
+            self._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def close(self) -> None:
+        """Cancel the call and drop what is buffered; the reading thread returns soon after."""
+        with self._lock:
+            self._closed = True
+            self._buffer.clear()
+            self._room.notify_all()
+        self._call.cancel()
 
 
-class _Messages:
-    def __init__(self, recv: trio.MemoryReceiveChannel[Any], address: str) -> None:
-        self._recv, self._address = recv, address
+class End:
+    """The last item of a call: ``error`` is the ``grpc.RpcError`` it ended with, or None."""
 
-    def __aiter__(self) -> "_Messages":
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+class Messages:
+    """The async iterator over a pumped call: messages one by one, without a task switch
+    between the messages of one batch; a failed call raises its mapped error at the end."""
+
+    def __init__(self, pump: Pump, address: str, what: str) -> None:
+        self._pump, self._address, self._what = pump, address, what
+        self._batch: list[Any] = []
+        self._next = 0
+        self._done = False
+
+    def __aiter__(self) -> "Messages":
         return self
 
     async def __anext__(self) -> Any:
-        try:
-            item = await self._recv.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise StopAsyncIteration from None
-        if isinstance(item, _End):
+        if self._next >= len(self._batch):
+            if self._done:
+                raise StopAsyncIteration
+            self._batch, self._next = await self._pump.take(), 0
+            if not self._batch:
+                self._done = True
+                raise StopAsyncIteration
+        item = self._batch[self._next]
+        self._next += 1
+        if isinstance(item, End):
+            self._done = True
+            self._batch = []
             if item.error is not None:
-                raise map_rpc_error(item.error, self._address, "ExecuteStream")
+                raise map_rpc_error(item.error, self._address, self._what)
             raise StopAsyncIteration
         return item
