@@ -7,6 +7,7 @@ initialize, 4 the host is gone (stdin EOF or heartbeats lost while dependent).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -15,11 +16,29 @@ from snakepit_bridge.protocol import (BIND_HOST_ENV, EXIT_INIT, EXIT_USAGE,
                                       GRPC_FORK_SUPPORT_ENV, SECRET_ENV, THREAD_LIMIT_VARS)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m snakepit_bridge",
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, but its width from ``os.get_terminal_size``: argparse asks
+    ``shutil`` for it, and importing shutil (with bz2 and lzma) cost every worker ~5 ms of
+    start-up, since ``add_argument`` builds a formatter even when no help is printed."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            width = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
+        except (ValueError, OSError):
+            width = 80
+        super().__init__(prog, width=max(width - 2, 40))
+
+
+@functools.cache
+def parser() -> argparse.ArgumentParser:
+    """The worker's command-line parser (built once: a zygote builds it before it forks).
+
+        args = parser().parse_args(["--adapter", "mymodule:MyAdapter"])
+    """
+    p = argparse.ArgumentParser(prog="python -m snakepit_bridge", formatter_class=_Formatter,
                                 description="Run a snakepit worker for an adapter class.")
     p.add_argument("--adapter", required=True, help="module.path:ClassName")
-    p.add_argument("--worker-id", default=f"worker-{os.getpid()}")
+    p.add_argument("--worker-id", default=None, help="default: worker-<pid>")
     p.add_argument("--ready-fd", type=int, default=None,
                    help="fd to write the readiness line to (default: stdout)")
     p.add_argument("--host-address", default="")
@@ -36,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
+    args.worker_id = args.worker_id or f"worker-{os.getpid()}"
     if args.max_concurrency < 1:
         print(f"--max-concurrency must be >= 1, got {args.max_concurrency}", file=sys.stderr)
         return EXIT_USAGE

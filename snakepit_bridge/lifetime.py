@@ -96,21 +96,30 @@ class Lifetime:
         self.last_heartbeat = time.monotonic()
 
     def watch_stdin(self, fd: int = 0) -> None:
-        """A thread reading ``fd`` to EOF: EOF means the host is gone (even after kill -9),
-        since the host holds the other end of the worker's stdin."""
+        """Watch ``fd`` to EOF in the event loop: EOF means the host is gone (even after
+        kill -9), since the host holds the other end of the worker's stdin. A stdin the loop
+        cannot watch (a regular file) gets a thread reading it instead."""
         loop = asyncio.get_running_loop()
+        lost = "stdin closed: the host is gone"
 
-        def reader() -> None:
+        def readable() -> None:
             try:
-                while os.read(fd, 65536):
-                    pass
+                if os.read(fd, 65536):
+                    return
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError:
                 pass
-            try:
-                loop.call_soon_threadsafe(self.host_lost, "stdin closed: the host is gone")
-            except RuntimeError:
-                pass   # the loop has finished: the worker is exiting anyway
-        threading.Thread(target=reader, name="snakepit-stdin", daemon=True).start()
+            loop.remove_reader(fd)
+            self.host_lost(lost)
+
+        try:
+            # in the loop, not a thread of its own: starting a thread was a wait on the
+            # scheduler in every worker's start, and its reads a malloc arena of its own
+            loop.add_reader(fd, readable)
+        except (OSError, ValueError):
+            threading.Thread(target=_read_to_eof, args=(fd, loop, self.host_lost, lost),
+                             name="snakepit-stdin", daemon=True).start()
 
     def handle_signals(self) -> None:
         """SIGTERM and SIGINT stop the worker gracefully (in-flight work gets the grace)."""
@@ -139,6 +148,19 @@ class Lifetime:
                 return
             log.warning("no host heartbeat for %s s; not dependent, serving on", timeout)
             self.heartbeat()
+
+
+def _read_to_eof(fd: int, loop: asyncio.AbstractEventLoop, then: Callable[[str], None],
+                 why: str) -> None:
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:
+        pass
+    try:
+        loop.call_soon_threadsafe(then, why)
+    except RuntimeError:
+        pass   # the loop has finished: the worker is exiting anyway
 
 
 def ready_line(*, port: int, worker_id: str, transport: str, language: str = "python",

@@ -164,3 +164,16 @@ class StreamShapes(BaseAdapter):
     def marks_final(self, n: int):
         yield from range(n)
         yield StreamChunk(is_final=True, metadata={"why": "done"})
+
+
+class ProcessFacts(BaseAdapter):
+    """What its worker process holds: imported modules, frozen objects, threads (for the
+    start-up checks of zygote-forked workers)."""
+
+    @tool
+    def facts(self) -> dict:
+        import gc
+        import sys
+        import threading
+        return {"modules": sorted(sys.modules), "frozen": gc.get_freeze_count(),
+                "threads": sorted(t.name for t in threading.enumerate())}
