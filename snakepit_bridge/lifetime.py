@@ -128,6 +128,13 @@ class Lifetime:
             loop.add_signal_handler(sig, self.request_stop, EXIT_OK, self.config.shutdown_grace,
                                     f"signal {sig.name}")
 
+    def signals_done(self) -> None:
+        """The worker is past its stop: signals no longer reach the event loop. (asyncio's
+        ``loop.close`` closes its wake-up socket before it removes its signal handlers, so a
+        SIGTERM in between printed "Exception ignored when trying to write to the signal
+        wakeup fd ... Bad file descriptor" to the host's log.)"""
+        signal.set_wakeup_fd(-1)
+
     async def watchdog(self, probe: Callable[[], Awaitable[bool]] | None) -> None:
         """Until stopped: when no host heartbeat came for ``heartbeat_timeout`` and ``probe``
         (if any) cannot reach the host either, a dependent worker stops (host lost); an

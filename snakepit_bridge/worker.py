@@ -104,6 +104,7 @@ async def serve(adapter: BaseAdapter, opts: Options) -> int:
     except Exception:
         log.exception("adapter shutdown failed")
     core.close()
+    lifetime.signals_done()
     return lifetime.exit_code
 
 
