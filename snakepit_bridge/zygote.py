@@ -189,6 +189,7 @@ class Zygote:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ[GRPC_FORK_SUPPORT_ENV] = "false"
+    gc.disable()   # what it imports lives as long as it does; frozen below, on in each fork
     try:
         preload(args.adapter, args.transport)
     except Exception as exc:
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     # Everything preloaded so far is shared with every fork; the collector's passes in a fork
     # would write to each of those objects' headers and copy their pages.
     gc.freeze()
+    gc.enable()
     report_ready(args.ready_fd, ready_line(port=0, worker_id="zygote", transport="zygote"))
     return Zygote(control).serve()
 

@@ -54,6 +54,19 @@ def test_the_pipe_workers_code_loads_no_numpy_grpc_or_opentelemetry(statement):
     assert probe(statement, WORKER_HEAVY)["heavy"] == []
 
 
+def test_the_bridge_package_resolves_its_names_on_first_use():
+    # python -m snakepit_bridge imports the package before its __main__ turns the collector off
+    code = ("import snakepit_bridge\n"
+            "loaded = sorted(m for m in sys.modules if m.startswith('snakepit_bridge.'))\n"
+            "assert loaded == [], loaded\n"
+            "assert 'asyncio' not in sys.modules and 'attrs' not in sys.modules\n"
+            "from snakepit_bridge import *\n"
+            "assert BaseAdapter.__module__ == 'snakepit_bridge.adapter'\n"
+            "assert telemetry is sys.modules['snakepit_bridge.telemetry']\n"
+            "assert set(dir(snakepit_bridge)) >= set(snakepit_bridge.__all__)\n")
+    probe(code)
+
+
 def test_otp_testing_does_not_import_hypothesis_until_asked():
     result = probe("from snakepit.otp import testing\n"
                    "assert 'hypothesis' not in sys.modules, 'imported hypothesis eagerly'")

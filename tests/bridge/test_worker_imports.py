@@ -36,6 +36,11 @@ def test_a_pipe_worker_serves_without_numpy_grpc_or_opentelemetry(host):
     assert heavy_loaded(host, 2) == []
 
 
+def test_the_collector_is_on_once_the_worker_serves(host):
+    # (off while the worker imports its code: python -m snakepit_bridge)
+    assert call(host, 1, "gc_enabled") is True
+
+
 def test_numpy_is_imported_when_an_array_arrives(host):
     assert call(host, 1, "array_sum", {"array": np.arange(4.0)}) == 6.0
     assert heavy_loaded(host, 2) == ["numpy"]

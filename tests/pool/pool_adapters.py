@@ -176,4 +176,5 @@ class ProcessFacts(BaseAdapter):
         import sys
         import threading
         return {"modules": sorted(sys.modules), "frozen": gc.get_freeze_count(),
+                "gc_enabled": gc.isenabled(),
                 "threads": sorted(t.name for t in threading.enumerate())}
