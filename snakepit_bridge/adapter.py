@@ -22,13 +22,13 @@ signature; a parameter annotated ``SessionContext`` (or named ``ctx``) receives 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import threading
 import types
 import typing
 from typing import Any, Callable, ParamSpec, TypeVar
 
-import attrs
 
 _TOOL_ATTR = "__snakepit_tool__"
 _DESCRIBED = "_snakepit_described_tools"   # a class's describe_tools(), in its own __dict__
@@ -55,7 +55,7 @@ class ArgumentError(ValueError):
         self.details = details
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class Param:
     name: str
     annotation: Any
@@ -67,7 +67,7 @@ class Param:
     description: str = ""
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class ToolInfo:
     name: str
     fn: Callable[..., Any]
@@ -240,7 +240,7 @@ class BaseAdapter:
 
     def tools(self) -> dict[str, ToolInfo]:
         """This instance's tools by name, each with ``fn`` bound to it."""
-        return {name: attrs.evolve(info, fn=getattr(self, attr))
+        return {name: dataclasses.replace(info, fn=getattr(self, attr))
                 for name, (attr, info) in type(self).describe_tools().items()}
 
     @classmethod

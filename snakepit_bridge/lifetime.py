@@ -21,6 +21,7 @@ itself included, should its orderly exit hang.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -30,7 +31,6 @@ import threading
 import time
 from typing import Awaitable, Callable
 
-import attrs
 
 from snakepit_bridge.protocol import EXIT_HOST_LOST, EXIT_OK, HOST_LOST_GRACE, PROTOCOL_VERSION
 
@@ -47,7 +47,7 @@ def own_process() -> None:
     _exit_deadline = True
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class LifetimeConfig:
     heartbeat_interval: float
     heartbeat_timeout: float    # <= 0: no watchdog
