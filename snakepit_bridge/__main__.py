@@ -6,8 +6,6 @@ initialize, 4 the host is gone (stdin EOF or heartbeats lost while dependent).
 
 from __future__ import annotations
 
-import argparse
-import functools
 import gc
 import logging
 import os
@@ -15,44 +13,7 @@ import sys
 
 from snakepit_bridge.protocol import (BIND_HOST_ENV, EXIT_INIT, EXIT_USAGE,
                                       GRPC_FORK_SUPPORT_ENV, SECRET_ENV, THREAD_LIMIT_VARS)
-
-
-class _Formatter(argparse.HelpFormatter):
-    """argparse's formatter, but its width from ``os.get_terminal_size``: argparse asks
-    ``shutil`` for it, and importing shutil (with bz2 and lzma) cost every worker ~5 ms of
-    start-up, since ``add_argument`` builds a formatter even when no help is printed."""
-
-    def __init__(self, prog: str) -> None:
-        try:
-            width = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
-        except (ValueError, OSError):
-            width = 80
-        super().__init__(prog, width=max(width - 2, 40))
-
-
-@functools.cache
-def parser() -> argparse.ArgumentParser:
-    """The worker's command-line parser (built once: a zygote builds it before it forks).
-
-        args = parser().parse_args(["--adapter", "mymodule:MyAdapter"])
-    """
-    p = argparse.ArgumentParser(prog="python -m snakepit_bridge", formatter_class=_Formatter,
-                                description="Run a snakepit worker for an adapter class.")
-    p.add_argument("--adapter", required=True, help="module.path:ClassName")
-    p.add_argument("--worker-id", default=None, help="default: worker-<pid>")
-    p.add_argument("--ready-fd", type=int, default=None,
-                   help="fd to write the readiness line to (default: stdout)")
-    p.add_argument("--host-address", default="")
-    p.add_argument("--max-concurrency", type=int, default=1)
-    p.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error", "none"])
-    p.add_argument("--heartbeat-interval", type=float, default=2.0)
-    p.add_argument("--heartbeat-timeout", type=float, default=10.0)
-    p.add_argument("--no-dependent", action="store_true")
-    p.add_argument("--shutdown-grace", type=float, default=5.0)
-    p.add_argument("--pipe-fd", type=int, default=None,
-                   help="serve the pipe transport on this inherited socket instead of gRPC")
-    return p
+from snakepit_bridge.worker_args import parse_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     # cost 5-10 ms of the ~180 ms of CPU of the imports (interleaved A/B of 50 pairs, wait4).
     # On again before the adapter initializes and the worker serves.
     gc.disable()
-    args = parser().parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     args.worker_id = args.worker_id or f"worker-{os.getpid()}"
     if args.max_concurrency < 1:
         print(f"--max-concurrency must be >= 1, got {args.max_concurrency}", file=sys.stderr)

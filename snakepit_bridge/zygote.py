@@ -4,8 +4,7 @@ A zygote imports the worker's code once (protobuf, snakepit_bridge, the carrier 
 ``--transport``: grpc only for gRPC workers, and the adapter's module) and then forks workers on
 request, so a worker starts without paying for those imports and shares their memory with its
 siblings. It creates no gRPC channel or server before a fork. Before it serves, it also does
-what every fork would otherwise repeat (the command-line parser, the adapter's tool
-descriptions) and freezes the garbage collector's view of what it holds (``gc.freeze``): a
+what every fork would otherwise repeat (the adapter's tool descriptions) and freezes the garbage collector's view of what it holds (``gc.freeze``): a
 fork's collections then never walk, and so never copy, the pages it shares with the zygote.
 
 Control: a SOCK_SEQPACKET socket from the host. Each host message is one JSON object with the
@@ -54,16 +53,14 @@ def _parser() -> argparse.ArgumentParser:
 def preload(adapter: str, transport: str = "grpc") -> None:
     """Do once what each worker would do before serving, short of the per-process parts
     (no adapter instance, channel, server or event loop): import the worker's code and the
-    carrier of ``transport``, build the command-line parser, describe the adapter's tools."""
-    from snakepit_bridge import __main__ as worker_main
-    from snakepit_bridge import worker  # noqa: F401
+    carrier of ``transport``, describe the adapter's tools."""
+    from snakepit_bridge import __main__, worker  # noqa: F401
     from snakepit_bridge.adapter_loading import load_adapter_class
     if transport == "pipe":
         from snakepit_bridge import pipe_server  # noqa: F401
     else:
         from snakepit_bridge import server  # noqa: F401
     import concurrent.futures.thread  # noqa: F401  (the tool threads: imported lazily)
-    worker_main.parser()
     describe = getattr(load_adapter_class(adapter), "describe_tools", None)
     if describe is not None:   # a BaseAdapter (others describe their tools themselves)
         describe()
