@@ -53,7 +53,11 @@ test: $(TEST_STAMP) runtimes
 	$(PY) -m mypy snakepit snakepit_bridge
 	$(PY) -m pytest $(PYTEST_FLAGS)
 
+# Bytecode first, as a regular install has it: the editable install under
+# PYTHONDONTWRITEBYTECODE=1 would make every worker compile snakepit_bridge from source
+# (23 ms of CPU per worker start, ADR 0003 "Start and memory").
 bench: $(TEST_STAMP)
+	$(PY) -m compileall -q snakepit snakepit_bridge >/dev/null
 	$(PY) benchmarks/run_all.py
 
 proto: $(TEST_STAMP)

@@ -22,14 +22,16 @@ signature; a parameter annotated ``SessionContext`` (or named ``ctx``) receives 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import threading
+import types
 import typing
 from typing import Any, Callable, ParamSpec, TypeVar
 
-import attrs
 
 _TOOL_ATTR = "__snakepit_tool__"
+_DESCRIBED = "_snakepit_described_tools"   # a class's describe_tools(), in its own __dict__
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -53,7 +55,7 @@ class ArgumentError(ValueError):
         self.details = details
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class Param:
     name: str
     annotation: Any
@@ -65,7 +67,7 @@ class Param:
     description: str = ""
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class ToolInfo:
     name: str
     fn: Callable[..., Any]
@@ -76,8 +78,10 @@ class ToolInfo:
     params: tuple[Param, ...]
     ctx_param: str | None
     var_kwargs: bool
-    names: frozenset[str] = attrs.field(init=False, default=attrs.Factory(
-        lambda self: frozenset(p.name for p in self.params), takes_self=True))
+    names: frozenset[str] = dataclasses.field(init=False)   # of the parameters
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", frozenset(p.name for p in self.params))
 
     def bind(self, args: Any) -> dict[str, Any]:
         """Keyword arguments for the call, validated; raises :class:`ArgumentError`."""
@@ -147,7 +151,7 @@ def tool(fn: Callable[P, R] | None = None, *, description: str | None = None,
 def _param_type(annotation: Any) -> tuple[tuple[type, ...] | None, bool, str]:
     nullable = False
     origin = typing.get_origin(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, getattr(types, "UnionType", None)):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
         nullable = len(members) != len(typing.get_args(annotation))
         if len(members) == 1:
@@ -171,10 +175,14 @@ def _param_type(annotation: Any) -> tuple[tuple[type, ...] | None, bool, str]:
 
 
 def describe_function(name: str, fn: Callable[..., Any], description: str | None,
-                      streaming: bool | None) -> ToolInfo:
+                      streaming: bool | None, *, unbound: bool = False) -> ToolInfo:
+    """``fn``'s parameters and kind as a tool; ``unbound``: ``fn`` is a method taken from its
+    class, whose first parameter (``self``) is not the tool's."""
     from snakepit_bridge.context import SessionContext
 
     sig = inspect.signature(fn)
+    if unbound:
+        sig = sig.replace(parameters=list(sig.parameters.values())[1:])
     try:
         hints = typing.get_type_hints(fn)
     except Exception:  # unresolvable annotations: check nothing rather than fail
@@ -235,17 +243,37 @@ class BaseAdapter:
         return cls.name or cls.__name__
 
     def tools(self) -> dict[str, ToolInfo]:
-        out: dict[str, ToolInfo] = {}
-        for klass in reversed(type(self).__mro__):
+        """This instance's tools by name, each with ``fn`` bound to it."""
+        return {name: dataclasses.replace(info, fn=getattr(self, attr))
+                for name, (attr, info) in type(self).describe_tools().items()}
+
+    @classmethod
+    def describe_tools(cls) -> dict[str, tuple[str, ToolInfo]]:
+        """``{tool name: (attribute, description)}`` of the class's tools, worked out once per
+        class (signatures and type hints are slow to read, and a zygote reads them before it
+        forks, so no worker repeats it). The descriptions' ``fn`` is the class's attribute;
+        :meth:`tools` binds it.
+
+            MyAdapter.describe_tools()["add"][1].params   # (Param(name='a', ...), ...)
+        """
+        described: dict[str, tuple[str, ToolInfo]] | None = cls.__dict__.get(_DESCRIBED)
+        if described is not None:
+            return described
+        described = {}
+        for klass in reversed(cls.__mro__):
             for attr, member in vars(klass).items():
                 meta = getattr(member, _TOOL_ATTR, None)
                 if meta is None:
                     continue
-                bound = getattr(self, attr)
                 tool_name = meta["name"] or attr
-                out[tool_name] = describe_function(tool_name, bound, meta["description"],
-                                                   meta["streaming"])
-        return out
+                # an instance gets a plain function bound (no self); a staticmethod or
+                # classmethod as the class has it
+                unbound = isinstance(inspect.getattr_static(cls, attr), types.FunctionType)
+                described[tool_name] = (attr, describe_function(
+                    tool_name, getattr(cls, attr), meta["description"], meta["streaming"],
+                    unbound=unbound))
+        setattr(cls, _DESCRIBED, described)
+        return described
 
 
 class ThreadSafeAdapter(BaseAdapter):

@@ -15,13 +15,13 @@ import collections
 import contextlib
 import concurrent.futures
 import contextvars
+import dataclasses
 import functools
 import threading
 import time
 import traceback
 from typing import Any, AsyncGenerator, Callable
 
-import attrs
 
 from snakepit_bridge import serialization, telemetry, tracing
 from snakepit_bridge.adapter import ArgumentError, BaseAdapter, ToolInfo
@@ -30,13 +30,13 @@ from snakepit_bridge.proto import bridge_pb2 as pb
 from snakepit_bridge.read_ahead import END, Raised, ReadAhead
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class StreamChunk:
     """Yield this from a streaming tool to set metadata or mark the final chunk yourself."""
 
     data: Any = None
     is_final: bool = False
-    metadata: dict[str, str] = attrs.field(factory=dict)
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def error_info(category: str, type_: str, message: str, details: dict[str, Any] | None = None,

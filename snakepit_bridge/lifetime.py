@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import json
 import logging
 import os
@@ -36,7 +37,6 @@ import threading
 import time
 from typing import Awaitable, Callable
 
-import attrs
 
 from snakepit_bridge import shm
 from snakepit_bridge.protocol import (EXIT_HOST_LOST, EXIT_OK, HOST_LOST_GRACE,
@@ -58,7 +58,7 @@ def own_process() -> None:
     _exit_deadline = True
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class LifetimeConfig:
     heartbeat_interval: float
     heartbeat_timeout: float    # <= 0: no watchdog
@@ -110,21 +110,30 @@ class Lifetime:
         self.last_heartbeat = time.monotonic()
 
     def watch_stdin(self, fd: int = 0) -> None:
-        """A thread reading ``fd`` to EOF: EOF means the host is gone (even after kill -9),
-        since the host holds the other end of the worker's stdin."""
+        """Watch ``fd`` to EOF in the event loop: EOF means the host is gone (even after
+        kill -9), since the host holds the other end of the worker's stdin. A stdin the loop
+        cannot watch (a regular file) gets a thread reading it instead."""
         loop = asyncio.get_running_loop()
+        lost = "stdin closed: the host is gone"
 
-        def reader() -> None:
+        def readable() -> None:
             try:
-                while os.read(fd, 65536):
-                    pass
+                if os.read(fd, 65536):
+                    return
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError:
                 pass
-            try:
-                loop.call_soon_threadsafe(self.host_lost, "stdin closed: the host is gone")
-            except RuntimeError:
-                pass   # the loop has finished: the worker is exiting anyway
-        threading.Thread(target=reader, name="snakepit-stdin", daemon=True).start()
+            loop.remove_reader(fd)
+            self.host_lost(lost)
+
+        try:
+            # in the loop, not a thread of its own: starting a thread was a wait on the
+            # scheduler in every worker's start, and its reads a malloc arena of its own
+            loop.add_reader(fd, readable)
+        except (OSError, ValueError):
+            threading.Thread(target=_read_to_eof, args=(fd, loop, self.host_lost, lost),
+                             name="snakepit-stdin", daemon=True).start()
 
     def handle_signals(self) -> None:
         """SIGTERM and SIGINT stop the worker gracefully (in-flight work gets the grace)."""
@@ -132,6 +141,13 @@ class Lifetime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, EXIT_OK, self.config.shutdown_grace,
                                     f"signal {sig.name}")
+
+    def signals_done(self) -> None:
+        """The worker is past its stop: signals no longer reach the event loop. (asyncio's
+        ``loop.close`` closes its wake-up socket before it removes its signal handlers, so a
+        SIGTERM in between printed "Exception ignored when trying to write to the signal
+        wakeup fd ... Bad file descriptor" to the host's log.)"""
+        signal.set_wakeup_fd(-1)
 
     async def watchdog(self, probe: Callable[[], Awaitable[bool]] | None) -> None:
         """Until stopped: when no host heartbeat came for ``heartbeat_timeout`` and ``probe``
@@ -153,6 +169,19 @@ class Lifetime:
                 return
             log.warning("no host heartbeat for %s s; not dependent, serving on", timeout)
             self.heartbeat()
+
+
+def _read_to_eof(fd: int, loop: asyncio.AbstractEventLoop, then: Callable[[str], None],
+                 why: str) -> None:
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:
+        pass
+    try:
+        loop.call_soon_threadsafe(then, why)
+    except RuntimeError:
+        pass   # the loop has finished: the worker is exiting anyway
 
 
 def ready_line(*, port: int, worker_id: str, transport: str, language: str = "python",

@@ -12,14 +12,14 @@ secret is sent on every call as well.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, MutableMapping
 
-import attrs
 
 from snakepit_bridge.protocol import TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV
 
 
-@attrs.frozen(repr=False)
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
 class Tls:
     """PEM bytes: the CA certificate, this side's certificate and its private key."""
 

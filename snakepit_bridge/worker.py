@@ -12,11 +12,11 @@ then ``adapter.shutdown()``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Awaitable, Callable, Protocol
 
-import attrs
 
 from snakepit_bridge.adapter import BaseAdapter
 from snakepit_bridge.context import HostCaller, HostClient
@@ -30,7 +30,7 @@ from snakepit_bridge.tls import Tls
 log = logging.getLogger("snakepit_bridge")
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class Options:
     worker_id: str
     ready_fd: int | None
@@ -104,6 +104,7 @@ async def serve(adapter: BaseAdapter, opts: Options) -> int:
     except Exception:
         log.exception("adapter shutdown failed")
     core.close()
+    lifetime.signals_done()
     return lifetime.exit_code
 
 

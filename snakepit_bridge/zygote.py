@@ -1,8 +1,11 @@
 """``python -m snakepit_bridge.zygote --adapter module:Class --control-fd N --ready-fd M``.
 
-A zygote imports the worker's code once (grpc, protobuf, snakepit_bridge, the adapter's module)
-and then forks workers on request, so a worker starts without paying for those imports and
-shares their memory with its siblings. It creates no gRPC channel or server before a fork.
+A zygote imports the worker's code once (protobuf, snakepit_bridge, the carrier of its
+``--transport``: grpc only for gRPC workers, and the adapter's module) and then forks workers on
+request, so a worker starts without paying for those imports and shares their memory with its
+siblings. It creates no gRPC channel or server before a fork. Before it serves, it also does
+what every fork would otherwise repeat (the adapter's tool descriptions) and freezes the garbage collector's view of what it holds (``gc.freeze``): a
+fork's collections then never walk, and so never copy, the pages it shares with the zygote.
 
 Control: a SOCK_SEQPACKET socket from the host. Each host message is one JSON object with the
 fds it passes attached (SCM_RIGHTS)::
@@ -21,6 +24,7 @@ their exit codes; it exits when the host closes the control socket or its stdin.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import select
@@ -41,15 +45,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", required=True, help="module.path:ClassName to preload")
     p.add_argument("--control-fd", type=int, required=True)
     p.add_argument("--ready-fd", type=int, required=True)
+    p.add_argument("--transport", choices=["pipe", "grpc"], default="grpc",
+                   help="the carrier whose code to preload (default: grpc)")
     return p
 
 
-def preload(adapter: str) -> None:
-    """Import everything a worker would import before serving (no channel, no server)."""
-    from snakepit_bridge import __main__ as _main  # noqa: F401
-    from snakepit_bridge import pipe_server, server, worker  # noqa: F401
+def preload(adapter: str, transport: str = "grpc") -> None:
+    """Do once what each worker would do before serving, short of the per-process parts
+    (no adapter instance, channel, server or event loop): import the worker's code and the
+    carrier of ``transport``, describe the adapter's tools."""
+    from snakepit_bridge import __main__, worker  # noqa: F401
     from snakepit_bridge.adapter_loading import load_adapter_class
-    load_adapter_class(adapter)
+    if transport == "pipe":
+        from snakepit_bridge import pipe_server  # noqa: F401
+    else:
+        from snakepit_bridge import server  # noqa: F401
+    import concurrent.futures.thread  # noqa: F401  (the tool threads: imported lazily)
+    describe = getattr(load_adapter_class(adapter), "describe_tools", None)
+    if describe is not None:   # a BaseAdapter (others describe their tools themselves)
+        describe()
 
 
 class Zygote:
@@ -172,14 +186,19 @@ class Zygote:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ[GRPC_FORK_SUPPORT_ENV] = "false"
+    gc.disable()   # what it imports lives as long as it does; frozen below, on in each fork
     try:
-        preload(args.adapter)
+        preload(args.adapter, args.transport)
     except Exception as exc:
         traceback.print_exc()
         print(f"zygote cannot preload {args.adapter!r}: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         return EXIT_INIT
     control = socket.socket(fileno=args.control_fd)
+    # Everything preloaded so far is shared with every fork; the collector's passes in a fork
+    # would write to each of those objects' headers and copy their pages.
+    gc.freeze()
+    gc.enable()
     report_ready(args.ready_fd, ready_line(port=0, worker_id="zygote", transport="zygote"))
     return Zygote(control).serve()
 

@@ -10,7 +10,8 @@ import pytest
 HEAVY = ("google.protobuf", "grpc", "opentelemetry", "psutil", "orjson", "numpy",
          "snakepit.pool", "snakepit.transport", "snakepit.telemetry")
 # what a worker's code may load before it serves: protobuf and orjson, but none of these
-WORKER_HEAVY = ("grpc", "opentelemetry", "numpy", "snakepit")
+# (attrs: 17 ms and ~3 MB per worker; the worker's own classes are dataclasses)
+WORKER_HEAVY = ("grpc", "opentelemetry", "numpy", "snakepit", "attr")
 
 PROBE = """
 import json, os, sys
@@ -49,9 +50,22 @@ def test_snakepit_import_changes_no_environment():
     # encoding never imports numpy: an array can exist only once numpy is loaded
     "from snakepit_bridge import serialization\nserialization.encode({'b': b'x', 'n': [1.5]})",
 ])
-def test_the_pipe_workers_code_loads_no_numpy_grpc_or_opentelemetry(statement):
+def test_the_pipe_workers_code_loads_no_numpy_grpc_opentelemetry_or_attrs(statement):
     # (a real worker, after it served a request: tests/bridge/test_worker_imports.py)
     assert probe(statement, WORKER_HEAVY)["heavy"] == []
+
+
+def test_the_bridge_package_resolves_its_names_on_first_use():
+    # python -m snakepit_bridge imports the package before its __main__ turns the collector off
+    code = ("import snakepit_bridge\n"
+            "loaded = sorted(m for m in sys.modules if m.startswith('snakepit_bridge.'))\n"
+            "assert loaded == [], loaded\n"
+            "assert 'asyncio' not in sys.modules and 'attrs' not in sys.modules\n"
+            "from snakepit_bridge import *\n"
+            "assert BaseAdapter.__module__ == 'snakepit_bridge.adapter'\n"
+            "assert telemetry is sys.modules['snakepit_bridge.telemetry']\n"
+            "assert set(dir(snakepit_bridge)) >= set(snakepit_bridge.__all__)\n")
+    probe(code)
 
 
 def test_otp_testing_does_not_import_hypothesis_until_asked():

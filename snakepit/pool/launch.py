@@ -103,7 +103,8 @@ async def start_zygote(host: LaunchContext, runtime: "PoolRuntime", nursery: tri
 
     def argv_for(fd: int) -> list[str]:
         return [adapter.interpreter, "-m", "snakepit_bridge.zygote", "--adapter", adapter.spec,
-                "--control-fd", str(child.fileno()), "--ready-fd", str(fd)]
+                "--control-fd", str(child.fileno()), "--ready-fd", str(fd),
+                "--transport", config.resolved_transport]
 
     env = worker_env(config, adapter, _options(host, config, zygote_id, 1, -1, None), "")
     del env[SECRET_ENV]   # each fork gets it with its own environment

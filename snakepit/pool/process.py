@@ -234,6 +234,9 @@ class WorkerProcess:
         for stream in (self.proc.stdout, self.proc.stderr, self._ready_stream):
             if stream is not None:
                 await stream.aclose()
+        if self.pipe_socket is not None:   # a worker that never got its transport
+            self.pipe_socket.close()
+            self.pipe_socket = None
         if not self._reaped:
             self._reaped = True
             if self._registry is not None:

@@ -77,6 +77,7 @@ class Zygote:
         self._children: dict[int, ForkedProcess] = {}
         self._early_exits: dict[int, int] = {}
         self._closed = False
+        self._forks_killed = False
         self._lock = trio.Lock()
 
     async def run(self) -> None:
@@ -152,6 +153,11 @@ class Zygote:
             for fd in (stdin_r, stdout_w, stderr_w):
                 os.close(fd)   # the worker has its own copies now
         reply = box[0] if box else {"error": "the zygote went away"}
+        if "pid" in reply and self._forks_killed:
+            # The zygote died after this fork and its forks were killed before its reply was
+            # read: this one was not among them, and would live on, orphaned, as a worker.
+            signal_group(int(reply["pid"]), signal.SIGKILL)
+            reply = {"error": "the zygote went away"}
         if "pid" not in reply:
             for fd in mine:
                 os.close(fd)
@@ -168,7 +174,9 @@ class Zygote:
 
     def kill_forks(self) -> None:
         """The zygote died under its forks: they go with it (their exit codes would have
-        nobody to report them); their slots fork anew from the next zygote."""
+        nobody to report them); their slots fork anew from the next zygote. A fork whose
+        reply is read after this is killed then (:meth:`fork`)."""
+        self._forks_killed = True
         for pid in list(self._children):
             signal_group(pid, signal.SIGKILL)
 

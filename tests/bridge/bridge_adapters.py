@@ -101,6 +101,11 @@ class ModulesAdapter(BaseAdapter):
         return sorted(sys.modules)
 
     @tool
+    def gc_enabled(self) -> bool:
+        import gc
+        return gc.isenabled()
+
+    @tool
     def array_sum(self, array):
         return float(array.sum())
 

@@ -99,3 +99,43 @@ def test_exited_tells_a_living_host_from_one_killed_and_not_yet_reaped():
         child.kill()
         child.wait()
     assert exited(child.pid)
+
+
+def watch_until_lost(fd, close=None):
+    """Watch ``fd`` as stdin; ``close`` (a write end) is closed once watching. Returns the
+    reason the worker stops and the threads started meanwhile."""
+    import threading
+
+    async def run():
+        life = lifetime(timeout=0)
+        before = set(threading.enumerate())
+        life.watch_stdin(fd)
+        started = {t.name for t in set(threading.enumerate()) - before}
+        if close is not None:
+            os.write(close, b"noise the worker ignores\n")
+            os.close(close)
+        await asyncio.wait_for(life.wait_stopped(), 5)
+        return life, started
+    return asyncio.run(run())
+
+
+def test_stdin_eof_is_host_lost_watched_by_the_loop_without_a_thread():
+    r, w = os.pipe()
+    try:
+        life, started = watch_until_lost(r, close=w)
+    finally:
+        os.close(r)
+    assert (life.exit_code, life.reason) == (EXIT_HOST_LOST, "stdin closed: the host is gone")
+    assert started == set()
+
+
+def test_a_stdin_the_loop_cannot_watch_gets_a_thread(tmp_path):
+    path = tmp_path / "stdin"
+    path.write_bytes(b"a regular file: epoll refuses it\n")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        life, started = watch_until_lost(fd)
+    finally:
+        os.close(fd)
+    assert (life.exit_code, life.reason) == (EXIT_HOST_LOST, "stdin closed: the host is gone")
+    assert started <= {"snakepit-stdin"}   # it may have finished already

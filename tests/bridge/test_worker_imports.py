@@ -1,5 +1,6 @@
 """A pipe worker serves before it imports numpy, grpc or OpenTelemetry (each is imported when
-the first request that needs it arrives): checked in a real worker process."""
+the first request that needs it arrives) and without attrs or argparse: checked in a real
+worker process."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from snakepit_bridge import serialization
 from snakepit_bridge.proto import bridge_pb2 as pb
 from worker_proc import pipe_worker, recv, send
 
-HEAVY = ("numpy", "grpc", "opentelemetry")
+HEAVY = ("numpy", "grpc", "opentelemetry", "attr", "argparse")
 
 
 def call(host, fid, tool, args=None, **kw):
@@ -31,9 +32,14 @@ def host():
         yield host
 
 
-def test_a_pipe_worker_serves_without_numpy_grpc_or_opentelemetry(host):
+def test_a_pipe_worker_serves_without_numpy_grpc_opentelemetry_attrs_or_argparse(host):
     assert call(host, 1, "add", {"a": 2, "b": 3}) == 5
     assert heavy_loaded(host, 2) == []
+
+
+def test_the_collector_is_on_once_the_worker_serves(host):
+    # (off while the worker imports its code: python -m snakepit_bridge)
+    assert call(host, 1, "gc_enabled") is True
 
 
 def test_numpy_is_imported_when_an_array_arrives(host):

@@ -186,3 +186,17 @@ class BigValues(BaseAdapter):
     def texts(self, n: int):
         yield "small"
         yield "x" * n
+
+
+class ProcessFacts(BaseAdapter):
+    """What its worker process holds: imported modules, frozen objects, threads (for the
+    start-up checks of zygote-forked workers)."""
+
+    @tool
+    def facts(self) -> dict:
+        import gc
+        import sys
+        import threading
+        return {"modules": sorted(sys.modules), "frozen": gc.get_freeze_count(),
+                "gc_enabled": gc.isenabled(),
+                "threads": sorted(t.name for t in threading.enumerate())}

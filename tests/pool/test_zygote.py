@@ -146,3 +146,17 @@ async def test_a_failing_zygote_is_retried_with_backoff_and_reported_degraded(ma
         await wait_for(lambda: app.stats("broken")["degraded"] == 1, 30.0)
         assert app.stats("broken")["workers"] == 0
         assert await app.execute("add", {"a": 2, "b": 3}) == 5
+
+
+async def test_a_fork_inherits_only_its_transports_carrier_and_a_frozen_heap(make_config,
+                                                                             transport):
+    """The zygote preloads the carrier of its pool's transport only (a pipe worker never
+    imports grpc), and freezes what it holds before it forks: a fork's garbage collections do
+    not walk, and so do not copy, the pages it shares with the zygote."""
+    async with snakepit.start(make_config(size=1, preload=True,
+                                          adapter="pool_adapters:ProcessFacts")) as app:
+        facts = await app.execute("facts")
+    grpc_loaded = any(m == "grpc" or m.startswith("grpc.") for m in facts["modules"])
+    assert grpc_loaded == (transport == "grpc")
+    assert facts["frozen"] > 10_000 and facts["gc_enabled"]
+    assert "snakepit-stdin" not in facts["threads"]   # stdin is watched by the event loop
