@@ -55,6 +55,7 @@ import snakepit
 from benchlib import drive, pool_config, stop_process, summary, telemetry_pairs
 from importtime import library_import_ms, worker_start
 import cpu_per_call  # noqa: E402
+import map_bench  # noqa: E402
 
 try:
     import numpy as np
@@ -94,11 +95,12 @@ class Params:
     stream_cap: float = 5.0           # seconds per stream repetition, about (see above)
     mb: int = 8
     bytes_calls: int = 3              # 8 MB round trips per repetition
+    map_items: int = 100_000          # items of one map (benchmarks/map_bench.py)
 
 
 QUICK = Params(reps=2, window=0.25, n_lat=300, chunks=20_000,
                startup=((16, "spawned", ("pipe", "grpc")), (16, "preload", ("pipe", "grpc"))),
-               telemetry_window=0.3, stream_cap=2.0)
+               telemetry_window=0.3, stream_cap=2.0, map_items=20_000)
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -641,6 +643,46 @@ def section_cpu(p: Params, res: Results) -> None:
             res.put("cpu_worker_us", peer, [r["worker_us"] for r in samples])
 
 
+PIPELINED = [(2, 1), (2, 64)]
+
+
+def tpp_row(workers: int, callers: int) -> str:
+    return f"tpp_{workers}w_{callers}c"
+
+
+async def pipelined_throughput(p: Params, res: Results) -> None:
+    """Ping calls/s of snakepit/pipe with ``pipeline=1`` (a request may wait in a busy
+    worker), beside PPE's figures of the same run (section ``ppe`` first)."""
+    async with snakepit.start(pool_config(2, "pipe", pipeline=1)) as app:
+        peer = SnakepitPeer(app)
+        await peer.ping()
+        for workers, callers in PIPELINED:
+            res.put(tpp_row(workers, callers), PIPE,
+                    [await drive(peer.ping, callers, p.window) for _ in range(p.reps)])
+            ppe_row = res.rows.get(tp_row(workers, callers), {}).get(PPE)
+            if ppe_row is not None:
+                res.rows[tpp_row(workers, callers)][PPE] = ppe_row
+
+
+def section_pipelined(p: Params, res: Results) -> None:
+    with guard(res, PIPE, [tpp_row(w, c) for w, c in PIPELINED]):
+        run_trio(pipelined_throughput, p, res)
+
+
+def section_map(p: Params, res: Results) -> None:
+    """100 000 `add` items: app.map (pipe, pipeline=1) against multiprocessing.Pool.imap at
+    its best chunk size and ProcessPoolExecutor.map(chunksize=1) (benchmarks/map_bench.py)."""
+    with guard(res, PIPE, ["map_items"]):
+        res.put("map_items", PIPE, [map_bench.snakepit_map(p.map_items)
+                                     for _ in range(p.reps)])
+    with guard(res, MP, ["map_items"]):
+        runs = [map_bench.mp_imap(p.map_items) for _ in range(p.reps)]
+        res.put("map_items", MP, [rate for rate, _ in runs])
+        res.rows["map_items"][MP]["chunksize"] = [size for _, size in runs]
+    with guard(res, PPE, ["map_items"]):
+        res.put("map_items", PPE, [map_bench.ppe_map(p.map_items) for _ in range(p.reps)])
+
+
 SECTIONS: dict[str, Callable[[Params, Results], None]] = {
     "floor": lambda p, res: section_async(FLOOR, pipe_echo, p, res, throughput=False),
     "pipe": lambda p, res: section_snakepit("pipe", p, res),
@@ -648,6 +690,8 @@ SECTIONS: dict[str, Callable[[Params, Results], None]] = {
     "ppe": section_ppe,
     "mp": lambda p, res: section_executor(MP, mp_pool, p, res),
     "bare": lambda p, res: section_async(BARE, bare_peer, p, res),
+    "pipelined": section_pipelined,
+    "map": section_map,
     "startup": section_startup,
     "imports": section_imports,
     "cpu": section_cpu,
@@ -698,6 +742,16 @@ def rows(p: Params) -> list[Row]:
             if (w, c) == (2, 64) else ()
         out.append(Row(tp_row(w, c), f"ping calls/s, {w} workers, {c} caller{'s' * (c > 1)}", ".0f",
                        VS_PPE + ((GRPC, BARE),), targets))
+    for w, c in PIPELINED:
+        bound = 3.0 if c == 64 else 1.5
+        out.append(Row(tpp_row(w, c), f"ping calls/s, {w} workers, {c} caller{'s' * (c > 1)}, "
+                       f"pipe with pipeline=1 (PPE as above)", ".0f", ((PIPE, PPE),),
+                       (Target(f"pipe/PPE >= {bound:g}", PIPE, ">=", bound, over=PPE),)))
+    out.append(Row("map_items", f"map of {p.map_items} `add` items, items/s (2 workers; mp: "
+                   "imap at its best chunk size; PPE: map(chunksize=1) of <= 20000)", ".0f",
+                   ((PIPE, MP), (PIPE, PPE)),
+                   (Target("pipe/mp.imap >= 2", PIPE, ">=", 2.0, over=MP),
+                    Target("pipe/PPE.map(1) >= 10", PIPE, ">=", 10.0, over=PPE))))
     what = "numpy array" if np is not None else "bytes"
     out += [
         Row("bytes", f"{p.mb} MB {what} round trip, MB/s (1 worker)", ".0f",
