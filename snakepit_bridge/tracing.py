@@ -30,12 +30,18 @@ def _opentelemetry(request: Any) -> Any:
     return opentelemetry
 
 
-@contextlib.contextmanager
-def span(name: str, request: Any) -> Iterator[None]:
+_UNTRACED: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+
+
+def span(name: str, request: Any) -> contextlib.AbstractContextManager[None]:
+    """The request's span; a shared no-op when nobody traces it (most calls: no generator
+    per call)."""
     otel = _opentelemetry(request)
-    if otel is None:
-        yield
-        return
+    return _UNTRACED if otel is None else _traced(otel, name, request)
+
+
+@contextlib.contextmanager
+def _traced(otel: Any, name: str, request: Any) -> Iterator[None]:
     parent = otel.propagate.extract(dict(request.metadata))
     tracer = otel.trace.get_tracer("snakepit_bridge")
     with tracer.start_as_current_span(name, context=parent, attributes={

@@ -40,6 +40,8 @@ MAX_WINDOW = 4096
 # wait behind its earlier items stays short and other callers interleave with a map's batches
 BATCH_SIZE = 32
 SHORT_ITEM = 0.005
+# results a consumer may take from what is already here before yielding to other tasks once
+CHECKPOINT_EVERY = 64
 _FED = object()   # the input is exhausted: the item count follows
 
 
@@ -75,6 +77,7 @@ class _Results:
         self._next = 0
         self._total = math.inf
         self._over = False
+        self._unchecked = 0   # results taken without yielding to trio
 
     def __aiter__(self) -> "_Results":
         return self
@@ -89,7 +92,14 @@ class _Results:
             if self._next >= self._total:
                 self._over = True
                 raise StopAsyncIteration
-            index, ok, value = await self._recv.receive()
+            try:   # what is already here costs no pass through trio's run loop
+                index, ok, value = self._recv.receive_nowait()
+                self._unchecked += 1
+                if self._unchecked >= CHECKPOINT_EVERY:
+                    self._unchecked = 0
+                    await trio.lowlevel.checkpoint()
+            except trio.WouldBlock:
+                index, ok, value = await self._recv.receive()
             if index is _FED:
                 if not ok:                      # the input itself raised
                     self._over = True

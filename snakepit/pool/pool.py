@@ -81,7 +81,10 @@ class Pool:
 
     # -- requests ---------------------------------------------------------------------------
     def _request(self, tool: str, args: Any, session_id: str | None,
-                 correlation_id: str | None, timeout: float) -> pb.ExecuteRequest:
+                 correlation_id: str | None, timeout: float,
+                 into: Any = None) -> pb.ExecuteRequest:
+        """The request for one call, validated and encoded; ``into``: a repeated field of
+        ExecuteRequests to add it to (a batch's, without building it twice)."""
         if not isinstance(tool, str) or not tool:
             raise InvalidArgumentsError(f"tool must be a non-empty string, got {tool!r}")
         if args is None:
@@ -94,11 +97,16 @@ class Pool:
         adapter.validate(tool, args)
         args = adapter.prepare_args(tool, args)
         args_json, blobs = encode_args(tool, args)
-        return pb.ExecuteRequest(
+        make = pb.ExecuteRequest if into is None else into.add
+        request: pb.ExecuteRequest = make(
             request_id=f"{self.runtime.run_token}-{next(self._ids)}", tool=tool,
-            args_json=args_json, blobs=blobs, session_id=session_id or "",
+            args_json=args_json, session_id=session_id or "",
             correlation_id=correlation_id or f"{self._run}-{next(self._corr)}",
             timeout=0.0 if math.isinf(timeout) else timeout)
+        if blobs:
+            for key, blob in blobs.items():
+                request.blobs[key].CopyFrom(blob)
+        return request
 
     def _timeout(self, tool: str, args: Any, timeout: float | None, default: float) -> float:
         if timeout is None:
@@ -110,10 +118,10 @@ class Pool:
         if not isinstance(args_list, list) or not args_list:
             raise InvalidArgumentsError(f"a batch is a non-empty list of argument dicts, got "
                                         f"{args_list!r:.60}", details={"tool": tool})
-        return pb.ExecuteBatch(
-            request_id=f"{self.runtime.run_token}-{next(self._ids)}",
-            requests=[self._request(tool, args, session_id, None, timeout)
-                      for args in args_list])
+        batch = pb.ExecuteBatch(request_id=f"{self.runtime.run_token}-{next(self._ids)}")
+        for args in args_list:
+            self._request(tool, args, session_id, None, timeout, into=batch.requests)
+        return batch
 
     @asynccontextmanager
     async def _call(self, kind: str, tool: str, args: Any, session_id: str | None,
