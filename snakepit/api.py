@@ -103,7 +103,8 @@ class App:
         iterable consumed lazily); iterate the results inside the block, in input order with
         ``ordered=True``. ``timeout`` applies to each item. A failing item raises its error
         (``details["index"]``) in its turn; leaving the block cancels what is in flight. At
-        most ``window`` items (default: four per worker slot) are taken ahead of the consumer.
+        most ``window`` items (default: four per worker slot, times the largest batch on the
+        pipe transport) are taken ahead of the consumer.
         See :mod:`snakepit.pool.mapping`."""
         target = await self._target(pool)
         rt = target.runtime
