@@ -253,8 +253,10 @@ class PipeServer:
                                     f"frame id {fid} is already in flight: {kind!r} refused")
                 elif not frame.execute.blobs or self._own_segments(fid, frame.execute):
                     inline.submit(fid, frame.execute)
-            elif kind == "execute_batch" and self._batch_ok(fid, frame.execute_batch):
-                if core.dispatcher.inline(frame.execute_batch.requests[0].tool):
+            elif kind == "execute_batch":
+                if not self._batch_ok(fid, frame.execute_batch):
+                    pass   # refused with an error frame
+                elif core.dispatcher.inline(frame.execute_batch.requests[0].tool):
                     inline.submit_batch(fid, frame.execute_batch)
                 else:
                     loop.call_soon_threadsafe(self.handle, frame)
@@ -270,6 +272,8 @@ class PipeServer:
                 loop.call_soon_threadsafe(self.handle, frame)
         except ConnectionError:
             pass   # the reader sees the end of the pipe next
+        except RuntimeError:
+            pass   # the event loop has finished: the worker is exiting
 
     def _batch_ok(self, fid: int, batch: pb.ExecuteBatch) -> bool:
         """False (and an error frame sent) for a batch we must refuse: a duplicate id, no

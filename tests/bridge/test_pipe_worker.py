@@ -163,3 +163,17 @@ def test_a_frame_may_name_only_the_hosts_own_segments(shm_run, shm_pipe_worker):
     assert reply.id == 13 and reply.result.success, reply
     assert reply.result.blobs["b0"].data == b"\x01\x02\x03\x04"
     assert not hosts.exists()
+
+
+@pytest.mark.parametrize("tools", [[], ["add", "echo"]])
+def test_a_batch_of_no_tool_or_of_several_is_refused_with_bad_batch(pipe_worker, tools):
+    proc, host = pipe_worker
+    batch = pb.ExecuteBatch(request_id="b", requests=[
+        pb.ExecuteRequest(request_id=f"b-{i}", tool=tool, args_json=b'{"a": 1, "b": 2}')
+        for i, tool in enumerate(tools)])
+    send(host, pb.Frame(id=1, execute_batch=batch))
+    reply = recv(host)
+    assert reply.id == 1 and reply.error.type == "BadBatch", reply
+    send(host, pb.Frame(id=2, ping=pb.PingRequest(message="after")))
+    reply = recv(host)   # and the worker serves on
+    assert reply.id == 2 and reply.pong.message == "after", reply
