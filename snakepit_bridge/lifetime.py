@@ -31,6 +31,7 @@ import dataclasses
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -97,9 +98,10 @@ class Lifetime:
             timer = threading.Timer(HOST_LOST_GRACE + EXIT_DEADLINE, _kill_own_group)
             timer.daemon = True
             timer.start()
-            if exited(HOST_PID):
-                sweep_host_segments()
-                atexit.register(sweep_host_segments)   # what in-flight work wrote meanwhile
+            # The pipe's EOF can arrive while the killed host is still exiting (its files are
+            # closed before it becomes a zombie): wait a moment for it to have exited.
+            threading.Thread(target=sweep_once_host_exits, name="snakepit-host-exit",
+                             daemon=True).start()
         self.request_stop(EXIT_HOST_LOST, HOST_LOST_GRACE, why)
 
     async def wait_stopped(self) -> None:
@@ -220,6 +222,31 @@ def exited(pid: int) -> bool:
             pass
         return False
     return stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X")
+
+
+def sweep_once_host_exits(within: float = 2.0) -> None:
+    """Sweep the run's segments (and again at exit: what in-flight work writes meanwhile) once
+    the host has exited, if it does within ``within`` seconds; a host that lives on (it stopped
+    this worker itself) keeps them. Waits on a pidfd where there is one."""
+    deadline = time.monotonic() + within
+    try:
+        pidfd = os.pidfd_open(HOST_PID)
+    except (AttributeError, OSError):   # no pidfd (old kernel), or the host is gone already
+        pidfd = None
+    try:
+        while not exited(HOST_PID):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if pidfd is not None:
+                select.select([pidfd], [], [], left)   # readable once the host has exited
+            else:
+                time.sleep(min(left, 0.01))
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    sweep_host_segments()
+    atexit.register(sweep_host_segments)
 
 
 def sweep_host_segments() -> None:
