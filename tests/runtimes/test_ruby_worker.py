@@ -146,6 +146,11 @@ def ruby_worker(tmp_path, *flags, script=SHOWCASE, env=None):
         reap(proc)
 
 
+def marked(path):
+    """The tool has written its mark (a file it creates, then writes)."""
+    return path.exists() and path.stat().st_size > 0
+
+
 def wait_until(predicate, timeout=10.0, what="condition"):
     """Polls `predicate` until true (a deadline, not a sleep-and-hope)."""
     deadline = time.monotonic() + timeout
@@ -401,7 +406,8 @@ def test_timeout_and_host_cancel_reach_the_tool(tmp_path, test_tools):
             timeout=0.3), metadata=MD, timeout=10)
         err, _ = error_of(resp)
         assert err.category == "timeout" and time.monotonic() - t0 < 1.5
-        wait_until(lambda: (marks / "t").exists(), what="the tool to see its timeout")
+        # written, not only created: File.write creates the file before it writes
+        wait_until(lambda: marked(marks / "t"), what="the tool to see its timeout")
         assert (marks / "t").read_text() == "timeout"
 
         future = w.stub.Execute.future(pb.ExecuteRequest(
@@ -409,7 +415,7 @@ def test_timeout_and_host_cancel_reach_the_tool(tmp_path, test_tools):
             metadata=MD)
         wait_until(lambda: w.in_flight() == 1, what="the tool to start")
         future.cancel()
-        wait_until(lambda: (marks / "c").exists(), timeout=5, what="the tool to see the cancel")
+        wait_until(lambda: marked(marks / "c"), timeout=5, what="the tool to see the cancel")
         assert (marks / "c").read_text() == "cancelled"
         wait_until(lambda: w.in_flight() == 0, what="the slot to be free")
 
