@@ -152,7 +152,8 @@ def test_early_close_stops_producer_and_backpressure(tmp_path):
         assert produced < 500, produced      # bounded by flow control, not 100000
         it.cancel()
         deadline = time.monotonic() + 10
-        while not marker.exists() and time.monotonic() < deadline:
+        # written, not only created (write_text creates the file, then writes)
+        while not (marker.exists() and marker.stat().st_size) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert marker.exists() and marker.read_text().startswith("closed after")
         assert result(call(stub, "sleep", {"seconds": 0.01})) == 0.01
