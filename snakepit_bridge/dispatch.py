@@ -211,12 +211,15 @@ class ToolDispatcher:
                     value = tool.fn(**kwargs)
                 except Exception as exc:
                     raise _Failure(self._tool_error(tool, req, exc, cancel)) from None
-            data, blobs = self._encode(req.tool, value)
-            return pb.ExecuteResponse(success=True, result_json=data, blobs=blobs)
+            return self._succeeded(req.tool, value)
         except _Failure as failure:
             return pb.ExecuteResponse(success=False, error=failure.info)
         finally:
             telemetry.correlation.reset(token)
+
+    def _succeeded(self, tool: str, value: Any) -> pb.ExecuteResponse:
+        data, blobs = self._encode(tool, value)
+        return pb.ExecuteResponse(success=True, result_json=data, blobs=blobs)
 
     def timed_out(self, req: pb.ExecuteRequest) -> pb.ExecuteResponse:
         """The answer to a request whose deadline passed before its tool returned."""
@@ -227,8 +230,7 @@ class ToolDispatcher:
         try:
             with tracing.span("snakepit.worker.execute", req):
                 value = await self._run_unary(req)
-            data, blobs = self._encode(req.tool, value)
-            return pb.ExecuteResponse(success=True, result_json=data, blobs=blobs)
+            return self._succeeded(req.tool, value)
         except _Failure as failure:
             return pb.ExecuteResponse(success=False, error=failure.info)
         finally:

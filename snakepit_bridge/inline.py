@@ -1,6 +1,6 @@
 """Sync tools of the pipe worker, run on tool threads straight from the pipe's reader thread.
 
-    runner = InlineRunner(dispatcher, answer, threads=4)
+    runner = InlineRunner(dispatcher, answer, failed, threads=4)
     runner.submit(fid, request)     # reader thread: queue it (a request may wait here)
     runner.submit_batch(fid, batch) # several calls, run in order by one thread
     runner.cancel(fid)              # reader thread: the host gave up on it
@@ -24,19 +24,19 @@ from __future__ import annotations
 import contextvars
 import heapq
 import itertools
-import logging
 import queue
 import threading
 import time
 from typing import Any, Callable, Sequence
 
 from snakepit_bridge.context import Cancellation
-from snakepit_bridge.dispatch import ToolDispatcher, deadline_of, error_info
+from snakepit_bridge.dispatch import ToolDispatcher, deadline_of
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 # answer(fid, kind, message): write the reply frame (any thread)
 Answer = Callable[[int, str, Any], None]
-log = logging.getLogger("snakepit_bridge.pipe")
+# failed(fid, exc): serving the request raised; answer it with an error frame (any thread)
+Failed = Callable[[int, Exception], None]
 
 
 class _Job:
@@ -52,11 +52,11 @@ class _Job:
 
 class InlineRunner:
     """Tool threads (at most ``threads``, started as needed) fed by one queue; see the module
-    docstring. ``answer(fid, response)`` writes an answer (from any thread)."""
+    docstring. ``answer`` writes an answer, ``failed`` an error frame (from any thread)."""
 
-    def __init__(self, dispatcher: ToolDispatcher, answer: Answer, *, threads: int,
-                 context: contextvars.Context | None = None) -> None:
-        self._dispatcher, self._answer = dispatcher, answer
+    def __init__(self, dispatcher: ToolDispatcher, answer: Answer, failed: Failed, *,
+                 threads: int, context: contextvars.Context | None = None) -> None:
+        self._dispatcher, self._answer, self._failed_frame = dispatcher, answer, failed
         # each tool thread runs in its own copy of this (the carrier's settings)
         self._context = context if context is not None else contextvars.Context()
         self._max_threads = max(1, threads)
@@ -128,7 +128,7 @@ class InlineRunner:
                 pass   # the host is gone: nobody to answer
             except Exception as exc:   # encoding the result failed (/dev/shm full, ...)
                 if self._claim(job):
-                    self._failed(job, exc)
+                    self._failed_frame(job.fid, exc)
             finally:
                 self._finish(job)
 
@@ -140,16 +140,7 @@ class InlineRunner:
         except ConnectionError:
             raise
         except Exception as exc:
-            self._failed(job, exc)
-
-    def _failed(self, job: _Job, exc: Exception) -> None:
-        log.error("request %d failed in the worker: %r", job.fid, exc)
-        try:
-            self._answer(job.fid, "error", error_info(
-                "internal", type(exc).__name__,
-                f"the worker failed to serve request {job.fid}: {exc}"))
-        except ConnectionError:
-            pass
+            self._failed_frame(job.fid, exc)
 
     def _run_batch(self, job: _Job) -> None:
         for request in job.requests:

@@ -121,8 +121,8 @@ class PipeServer:
             serialization.LARGE.set(self.segments)
         loop = self.loop = asyncio.get_running_loop()
         # tool threads run in (a copy of) this context: they see LARGE
-        self.inline = InlineRunner(core.dispatcher, self._answer, threads=core.capacity,
-                                   context=contextvars.copy_context())
+        self.inline = InlineRunner(core.dispatcher, self._answer, self.failed,
+                                   threads=core.capacity, context=contextvars.copy_context())
         self.sock.setblocking(True)
         ended: asyncio.Future[None] = loop.create_future()
 
@@ -370,10 +370,14 @@ class PipeServer:
         except (asyncio.CancelledError, ConnectionError):
             raise
         except Exception as exc:
-            log.exception("request %d failed in the worker", fid)
-            with contextlib.suppress(ConnectionError):
-                self.send_error(fid, "internal", type(exc).__name__,
-                                f"the worker failed to serve request {fid}: {exc}")
+            self.failed(fid, exc)
+
+    def failed(self, fid: int, exc: Exception) -> None:
+        """Serving request ``fid`` raised (any thread): answer it with an error frame."""
+        log.exception("request %d failed in the worker", fid, exc_info=exc)
+        with contextlib.suppress(ConnectionError):
+            self.send_error(fid, "internal", type(exc).__name__,
+                            f"the worker failed to serve request {fid}: {exc}")
 
     async def _reply(self, fid: int, kind: str, answer: Coroutine[Any, Any, Any]) -> None:
         self.send(fid, kind, await answer)

@@ -256,11 +256,11 @@ class PipeTransport:
         # A deadline of our own only if it comes before the caller's (the pool's scope always
         # does): a cancel scope costs more than the rest of this method.
         deadline = math.inf if timeout is None else trio.current_time() + timeout
-        scope = trio.CancelScope(deadline=deadline)
+        scope: trio.CancelScope | None = None
         try:
             names = self._send(fid, kind, message)
             if deadline < trio.current_effective_deadline():
-                with scope:
+                with trio.CancelScope(deadline=deadline) as scope:
                     await slot.event.wait()
             else:
                 await slot.event.wait()
@@ -271,7 +271,7 @@ class PipeTransport:
         finally:
             for name in names:   # read and unlinked by the worker, unless it never got there
                 shm.unlink(name)
-        if scope.cancelled_caught:
+        if scope is not None and scope.cancelled_caught:
             self._slots.pop(fid, None)
             self._send(fid, "cancel", pb.Cancel())
             raise RequestTimeout(f"{what} to {self.name} exceeded its deadline")

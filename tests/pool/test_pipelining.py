@@ -12,40 +12,9 @@ import trio
 import snakepit
 from snakepit import errors
 
+from gates import Gate, wait_for
+
 MISBEHAVING = "pool_adapters:MisbehavingAdapter"
-
-
-async def wait_for(predicate, timeout=15.0):
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
-
-
-def release(fifo):
-    fd = os.open(fifo, os.O_WRONLY)
-    os.write(fd, b"done")
-    os.close(fd)
-
-
-class Gate:
-    """A `block_on` call: ``started`` exists once the tool runs; ``release()`` ends it."""
-
-    def __init__(self, tmp_path, name):
-        self.fifo, self.started = str(tmp_path / f"{name}.fifo"), str(tmp_path / f"{name}.run")
-        os.mkfifo(self.fifo)
-
-    @property
-    def args(self):
-        return {"path": self.fifo, "started": self.started}
-
-    def ran(self):
-        return os.path.exists(self.started)
-
-    async def running(self):
-        await wait_for(self.ran)
-
-    def release(self):
-        release(self.fifo)
 
 
 def in_flight(app):

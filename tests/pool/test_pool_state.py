@@ -11,25 +11,9 @@ import trio
 import snakepit
 from snakepit import errors
 
+from gates import release, started, wait_for
+
 MISBEHAVING = "pool_adapters:MisbehavingAdapter"
-
-
-async def wait_for(predicate, timeout=15.0):
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
-
-
-def _release(fifo):
-    # Opening for writing unblocks the tool's open(); the write ends its read().
-    fd = os.open(fifo, os.O_WRONLY)
-    os.write(fd, b"done")
-    os.close(fd)
-
-
-async def started(marker, within=10.0):
-    """Until the tool has reported that it runs (it creates ``marker``)."""
-    await wait_for(lambda: os.path.exists(marker), within)
 
 
 async def test_timed_out_sync_tool_keeps_its_worker_out_of_rotation(make_config, tmp_path):
@@ -54,7 +38,7 @@ async def test_timed_out_sync_tool_keeps_its_worker_out_of_rotation(make_config,
         assert len(outcome) == 1
         assert app.workers()[0]["state"] == "cancelling"
         assert app.stats()["available"] == 0
-        _release(fifo)                                  # the tool ends...
+        release(fifo)                                  # the tool ends...
         await wait_for(lambda: app.workers()[0]["state"] == "ready")
         assert app.stats()["available"] == 1            # ...and its worker is back
         assert (await app.execute("ping", timeout=10.0))["pid"] == pid
