@@ -70,7 +70,11 @@ async def test_zygote_storm_stays_below_the_supervisors(make_config, transport):
         async def killer() -> None:
             rng = random.Random(18)
             deadline = trio.current_time() + STORM
-            while trio.current_time() < deadline:
+            # at least STORM seconds and 5 kills (under load the zygote takes longer to come
+            # back, so a fixed window may see fewer); the whole storm is bounded all the same
+            while trio.current_time() < deadline or outcomes["killed"] < 5:
+                if trio.current_time() > deadline + 6 * STORM:
+                    break
                 for z in zygotes():   # starting ones too: a start cut short is a failure
                     seen.add(z.pid)
                     try:

@@ -48,7 +48,8 @@ async def test_a_request_waits_inside_the_busy_worker_and_the_next_in_the_queue(
 
 async def test_a_request_that_times_out_in_the_worker_line_never_starts(make_config, tmp_path):
     first, second = Gate(tmp_path, "first"), Gate(tmp_path, "second")
-    config = make_config(size=1, adapter=MISBEHAVING, pipeline=1, cancel_grace=30.0)
+    config = make_config(size=1, adapter=MISBEHAVING, pipeline=1, cancel_grace=30.0,
+                         queue_timeout=60.0)
     async with snakepit.start(config) as app:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(app.execute, "block_on", first.args)
@@ -66,7 +67,10 @@ async def test_a_request_cancelled_in_the_worker_line_is_not_run(make_config, tm
     """The caller of a request sent ahead is cancelled: the first call still finishes."""
     first, second = Gate(tmp_path, "first"), Gate(tmp_path, "second")
     outcome = {}
-    config = make_config(size=1, adapter=MISBEHAVING, pipeline=1, cancel_grace=30.0)
+    # the worker stays out of rotation until a heartbeat confirms the cancelled request is gone:
+    # under load that can take a while, and the ping waits in the queue meanwhile
+    config = make_config(size=1, adapter=MISBEHAVING, pipeline=1, cancel_grace=30.0,
+                         queue_timeout=60.0)
     async with snakepit.start(config) as app:
         async def first_call():
             outcome["first"] = await app.execute("block_on", first.args, timeout=60.0)
