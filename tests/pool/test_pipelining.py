@@ -48,9 +48,10 @@ async def test_a_request_waits_inside_the_busy_worker_and_the_next_in_the_queue(
 
 async def test_a_request_that_times_out_in_the_worker_line_never_starts(make_config, tmp_path):
     first, second = Gate(tmp_path, "first"), Gate(tmp_path, "second")
-    config = make_config(size=1, adapter=MISBEHAVING, pipeline=1, cancel_grace=30.0,
-                         queue_timeout=60.0)
+    config = make_config(size=1, adapter=MISBEHAVING, pipeline=1, cancel_grace=60.0,
+                         queue_timeout=90.0)
     async with snakepit.start(config) as app:
+        pid = app.workers()[0]["pid"]
         async with trio.open_nursery() as nursery:
             nursery.start_soon(app.execute, "block_on", first.args)
             await first.running()
@@ -59,7 +60,8 @@ async def test_a_request_that_times_out_in_the_worker_line_never_starts(make_con
             first.release()
         # The worker answers the next call only after its line has passed the given-up
         # request, which it skipped: it never created its marker.
-        assert (await app.execute("ping", timeout=30.0))["status"] == "pong"
+        # the same process answers: the worker confirmed the end, it was not killed at cancel_grace
+        assert (await app.execute("ping", timeout=90.0))["pid"] == pid
         assert not second.ran()
 
 
@@ -69,9 +71,11 @@ async def test_a_request_cancelled_in_the_worker_line_is_not_run(make_config, tm
     outcome = {}
     # the worker stays out of rotation until a heartbeat confirms the cancelled request is gone:
     # under load that can take a while, and the ping waits in the queue meanwhile
-    config = make_config(size=1, adapter=MISBEHAVING, pipeline=1, cancel_grace=30.0,
-                         queue_timeout=60.0)
+    config = make_config(size=1, adapter=MISBEHAVING, pipeline=1, cancel_grace=60.0,
+                         queue_timeout=90.0)
     async with snakepit.start(config) as app:
+        pid = app.workers()[0]["pid"]
+
         async def first_call():
             outcome["first"] = await app.execute("block_on", first.args, timeout=60.0)
 
@@ -84,7 +88,8 @@ async def test_a_request_cancelled_in_the_worker_line_is_not_run(make_config, tm
                 inner.cancel_scope.cancel()
             first.release()
         assert outcome["first"] == "done"
-        assert (await app.execute("ping", timeout=30.0))["status"] == "pong"
+        # the same process answers: the worker confirmed the end, it was not killed at cancel_grace
+        assert (await app.execute("ping", timeout=90.0))["pid"] == pid
         assert not second.ran()
 
 
