@@ -217,6 +217,52 @@ class ToolDispatcher:
         finally:
             telemetry.correlation.reset(token)
 
+    def inline_stream(self, tool: str) -> bool:
+        """Whether ``tool`` can run with :meth:`run_stream_inline`: a known sync generator."""
+        info = self.tools.get(tool)
+        return info is not None and not info.is_async and info.streaming
+
+    def run_stream_inline(self, req: pb.ExecuteRequest, cancel: Cancellation,
+                          take_credit: Callable[[], bool],
+                          emit: Callable[[bytes | pb.ToolChunk], None]) -> None:
+        """Run a sync generator tool (:meth:`inline_stream`) in the calling thread. Each item
+        is pulled only once ``take_credit()`` allows it and goes to ``emit``: a plain value as
+        its JSON bytes, anything else (blobs, a :class:`StreamChunk`) as a ``ToolChunk``; the
+        last thing emitted is a final ``ToolChunk`` (empty at the generator's end, or the
+        error). When ``take_credit()`` returns False the stream is over without us (cancelled
+        or timed out: the caller answers): the generator is closed here, on its own thread."""
+        token = telemetry.correlation.set(req.correlation_id)
+        gen: Any = None
+        tool: ToolInfo | None = None
+        try:
+            tool, kwargs, _ = self._prepare(req, True, cancel)
+            gen = tool.fn(**kwargs)
+            while take_credit():
+                try:
+                    item = next(gen)
+                except StopIteration:
+                    emit(pb.ToolChunk(is_final=True))
+                    return
+                if type(item) is StreamChunk:
+                    chunk = self._chunk(tool.name, item)
+                    emit(chunk)
+                    if chunk.is_final:
+                        return
+                    continue
+                data, blobs = self._encode(tool.name, item)
+                emit(pb.ToolChunk(data_json=data, blobs=blobs) if blobs else data)
+        except _Failure as failure:
+            emit(pb.ToolChunk(is_final=True, error=failure.info))
+        except Exception as exc:
+            assert tool is not None   # _prepare raises only _Failure
+            emit(pb.ToolChunk(is_final=True, error=self._tool_error(tool, req, exc, cancel)))
+        finally:
+            cancel.set("finished")
+            if gen is not None:
+                with contextlib.suppress(Exception):   # failing in its finally: still ended
+                    gen.close()
+            telemetry.correlation.reset(token)
+
     def _succeeded(self, tool: str, value: Any) -> pb.ExecuteResponse:
         data, blobs = self._encode(tool, value)
         return pb.ExecuteResponse(success=True, result_json=data, blobs=blobs)

@@ -3,6 +3,8 @@
     runner = InlineRunner(dispatcher, answer, failed, threads=4)
     runner.submit(fid, request)     # reader thread: queue it (a request may wait here)
     runner.submit_batch(fid, batch) # several calls, run in order by one thread
+    runner.submit_stream(fid, request)  # a sync generator, its chunks within the credit
+    runner.credit(fid, chunks)      # reader thread: the host takes that many more chunks
     runner.cancel(fid)              # reader thread: the host gave up on it
     runner.close()
 
@@ -14,8 +16,12 @@ Every job is answered at most once: by its thread (the result), by its deadline 
 error while the tool runs on: it sees ``ctx.cancelled``), or not at all when the host cancelled
 it. A job cancelled while it waits in the queue never starts. A batch (``ExecuteBatch``) is one
 job whose items run in order, each with its deadline counted from its own start; when one times
-out the batch is answered with the responses so far and that timeout, and the rest never run. From submit until its thread is
-done with it, a job's request id is in the dispatcher's ``running`` (the heartbeat reports it),
+out the batch is answered with the responses so far and that timeout, and the rest never run.
+A stream (a sync generator tool) runs on its thread too: an item is pulled only within the
+host's credit, and its chunks reach the pipe through the :class:`~snakepit_bridge.outbox.Outbox`
+(batched as they pile up); its deadline or the host's cancel stops it at the next item (the
+deadline with a final timeout chunk), and the generator is closed on its own thread. From submit
+until its thread is done with it, a job's request id is in the dispatcher's ``running`` (the heartbeat reports it),
 so the host knows when an abandoned tool has really returned.
 """
 
@@ -31,6 +37,7 @@ from typing import Any, Callable, Sequence
 
 from snakepit_bridge.context import Cancellation
 from snakepit_bridge.dispatch import ToolDispatcher, deadline_of
+from snakepit_bridge.outbox import Out, Outbox, Write
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 # answer(fid, kind, message): write the reply frame (any thread)
@@ -40,22 +47,26 @@ Failed = Callable[[int, Exception], None]
 
 
 class _Job:
-    __slots__ = ("fid", "request_id", "requests", "batch", "cancel", "answered", "responses")
+    __slots__ = ("fid", "request_id", "requests", "batch", "cancel", "answered", "responses",
+                 "out", "credit")
 
     def __init__(self, fid: int, request_id: str, requests: Sequence[pb.ExecuteRequest],
-                 batch: bool) -> None:
+                 batch: bool = False, stream: bool = False) -> None:
         self.fid, self.request_id, self.requests, self.batch = fid, request_id, requests, batch
         self.cancel = deadline_of(requests[0]) if not batch else Cancellation()
         self.answered = False
         self.responses: list[pb.ExecuteResponse] = []
+        self.out = Out(fid) if stream else None   # a stream's chunks on their way out
+        self.credit = 0                           # chunks the host takes now (a stream)
 
 
 class InlineRunner:
     """Tool threads (at most ``threads``, started as needed) fed by one queue; see the module
     docstring. ``answer`` writes an answer, ``failed`` an error frame (from any thread)."""
 
-    def __init__(self, dispatcher: ToolDispatcher, answer: Answer, failed: Failed, *,
-                 threads: int, context: contextvars.Context | None = None) -> None:
+    def __init__(self, dispatcher: ToolDispatcher, answer: Answer, failed: Failed,
+                 write_chunks: Write, *, threads: int,
+                 context: contextvars.Context | None = None) -> None:
         self._dispatcher, self._answer, self._failed_frame = dispatcher, answer, failed
         # each tool thread runs in its own copy of this (the carrier's settings)
         self._context = context if context is not None else contextvars.Context()
@@ -71,6 +82,8 @@ class InlineRunner:
         self._order = itertools.count()
         self._timer_wake = threading.Condition(self._lock)
         self._timer: threading.Thread | None = None
+        self._credit = threading.Condition(self._lock)   # streams waiting for credit
+        self._outbox = Outbox(self._lock, write_chunks, self._stream_failed, self._context)
         self._closed = False
 
     # -- reader thread ----------------------------------------------------------------------
@@ -78,7 +91,20 @@ class InlineRunner:
         self._enqueue(_Job(fid, request.request_id, [request], False))
 
     def submit_batch(self, fid: int, batch: pb.ExecuteBatch) -> None:
-        self._enqueue(_Job(fid, batch.request_id, batch.requests, True))
+        self._enqueue(_Job(fid, batch.request_id, batch.requests, batch=True))
+
+    def submit_stream(self, fid: int, request: pb.ExecuteRequest) -> None:
+        self._enqueue(_Job(fid, request.request_id, [request], stream=True))
+
+    def credit(self, fid: int, chunks: int) -> bool:
+        """The host takes ``chunks`` more of stream ``fid``. False if it is not ours."""
+        job = self.jobs.get(fid)
+        if job is None or job.out is None:
+            return False
+        with self._lock:
+            job.credit += chunks
+            self._credit.notify_all()
+        return True
 
     def _enqueue(self, job: _Job) -> None:
         self.jobs[job.fid] = job
@@ -109,6 +135,10 @@ class InlineRunner:
             return False
         if self._claim(job):
             job.cancel.set("cancelled")
+            if job.out is not None:
+                with self._lock:
+                    job.out.entries.clear()   # the host has stopped reading them
+                    self._credit.notify_all()
         return True
 
     # -- tool threads -----------------------------------------------------------------------
@@ -120,6 +150,8 @@ class InlineRunner:
             try:
                 if job.batch:
                     self._run_batch(job)
+                elif job.out is not None:
+                    self._run_stream(job)
                 elif not job.cancel.is_set():   # cancelled while queued: never starts
                     response = self._dispatcher.run_inline(job.requests[0], job.cancel)
                     if self._claim(job):
@@ -156,6 +188,45 @@ class InlineRunner:
                 job.responses.append(response)
         if self._claim(job):
             self._reply(job, "results", pb.ExecuteResults(responses=job.responses))
+
+    def _run_stream(self, job: _Job) -> None:
+        out = job.out
+        assert out is not None
+
+        def take_credit() -> bool:
+            with self._lock:
+                while job.credit <= 0 and not job.answered:
+                    self._credit.wait()
+                if job.answered:   # cancelled, timed out, or a write failed
+                    return False
+                job.credit -= 1
+                return True
+
+        def emit(entry: Any) -> None:
+            final = type(entry) is not bytes and entry.is_final
+            with self._lock:
+                if job.answered:
+                    return
+                job.answered = final
+                self._outbox.put(out, entry, final=final)
+
+        try:
+            if not job.cancel.is_set():   # cancelled while queued: never starts
+                self._dispatcher.run_stream_inline(job.requests[0], job.cancel,
+                                                   take_credit, emit)
+        finally:
+            with self._lock:   # its chunks are out before it stops counting as running
+                self._outbox.wait_sent(out)
+
+    def _stream_failed(self, fid: int, exc: Exception) -> None:
+        """Writing chunks of stream ``fid`` failed: it ends with an error frame."""
+        job = self.jobs.get(fid)
+        if job is not None:
+            with self._lock:
+                job.answered = True
+                job.cancel.set("cancelled")
+                self._credit.notify_all()
+        self._failed_frame(fid, exc)
 
     def _finish(self, job: _Job) -> None:
         self.jobs.pop(job.fid, None)
@@ -208,6 +279,12 @@ class InlineRunner:
                             and self.jobs.get(job.fid) is job:
                         job.answered = True
                         cancel.set("timeout")
+                        if job.out is not None:   # after the chunks already pulled
+                            self._outbox.put(job.out, pb.ToolChunk(
+                                is_final=True, error=self._dispatcher.timed_out(
+                                    job.requests[0]).error), final=True)
+                            self._credit.notify_all()
+                            continue
                         kind, reply = self._timed_out(job)
                         self._lock.release()   # never write while holding the lock
                         try:
@@ -238,5 +315,6 @@ class InlineRunner:
         with self._lock:
             self._closed = True
             self._timer_wake.notify()
+            self._outbox.close()
         for _ in self._threads:
             self._queue.put(None)

@@ -6,8 +6,9 @@
 
 Each frame is a 4-byte little-endian length, then a serialized Frame; each request is one call
 into :class:`~snakepit_bridge.core.WorkerCore`. A reader thread reads the pipe (blocking): it
-answers pings and heartbeats itself, hands requests for sync unary tools to tool threads
-(:class:`~snakepit_bridge.inline.InlineRunner`: no event loop on that path), resolves the
+answers pings and heartbeats itself, hands requests for sync unary tools and sync generator
+streams to tool threads (:class:`~snakepit_bridge.inline.InlineRunner`: no event loop on that
+path; a stream's plain chunks leave packed, many to a frame), resolves the
 answers to the worker's own host calls, and passes every other frame to the asyncio loop, where
 requests run as tasks keyed by frame id (Cancel cancels the task; an id already in flight is
 refused). Any thread writes a whole frame at a time under one lock. Stream chunks are pulled
@@ -30,7 +31,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, Coroutine, Sequence
+from typing import Any, Coroutine, Sequence, cast
 
 from google.protobuf.message import DecodeError
 
@@ -53,6 +54,8 @@ _TASK_KINDS = frozenset({"execute", "execute_stream", "execute_batch", "init_ses
 # the most chunk bytes one `chunks` frame carries: larger batches stop paying for themselves
 # (the per-frame cost is already spread thin) and only delay the host's first chunk
 BATCH_BYTES = 64 * 1024
+# the most JSON bytes of plain chunks one packed `chunks` frame carries (a larger chunk alone)
+PACK_BYTES = 256 * 1024
 
 
 class _Credit:
@@ -122,7 +125,8 @@ class PipeServer:
         loop = self.loop = asyncio.get_running_loop()
         # tool threads run in (a copy of) this context: they see LARGE
         self.inline = InlineRunner(core.dispatcher, self._answer, self.failed,
-                                   threads=core.capacity, context=contextvars.copy_context())
+                                   self._send_stream, threads=core.capacity,
+                                   context=contextvars.copy_context())
         self.sock.setblocking(True)
         ended: asyncio.Future[None] = loop.create_future()
 
@@ -192,6 +196,8 @@ class PipeServer:
             try:
                 if len(pieces) == 2 and len(pieces[1]) < (64 << 10):
                     self.sock.sendall(pieces[0] + pieces[1])
+                elif sum(map(len, pieces)) < (1 << 20):
+                    self.sock.sendall(b"".join(pieces))
                 else:
                     for piece in pieces:
                         self.sock.sendall(piece)
@@ -253,6 +259,16 @@ class PipeServer:
                                     f"frame id {fid} is already in flight: {kind!r} refused")
                 elif not frame.execute.blobs or self._own_segments(fid, frame.execute):
                     inline.submit(fid, frame.execute)
+            elif kind == "execute_stream" and \
+                    core.dispatcher.inline_stream(frame.execute_stream.tool):
+                if fid in inline.jobs or fid in self.tasks:
+                    self.send_error(fid, "internal", "DuplicateId",
+                                    f"frame id {fid} is already in flight: {kind!r} refused")
+                elif not frame.execute_stream.blobs or \
+                        self._own_segments(fid, frame.execute_stream):
+                    inline.submit_stream(fid, frame.execute_stream)
+            elif kind == "credit" and inline.credit(fid, frame.credit.chunks):
+                pass
             elif kind == "execute_batch":
                 if not self._batch_ok(fid, frame.execute_batch):
                     pass   # refused with an error frame
@@ -442,6 +458,39 @@ class PipeServer:
                     batch.add(chunk)
         finally:
             batch.ready.set()   # wake the sender: it sends what is left and sees we are done
+
+    def _send_stream(self, fid: int, first: int, entries: list[bytes | pb.ToolChunk]) -> None:
+        """(any thread) A stream's next chunks, ids from ``first`` on, in as few frames as
+        fit: runs of plain data (JSON bytes) packed into one array, up to ``PACK_BYTES`` a
+        frame; runs of other chunks (blobs, metadata, the final one) as ``ToolChunk``s, up to
+        ``BATCH_BYTES`` a frame (or one bigger chunk alone)."""
+        pieces: list[bytes] = []
+        i = 0
+        while i < len(entries):
+            plain = type(entries[i]) is bytes
+            size = self._entry_size(entries[i])
+            j = i + 1
+            while j < len(entries) and (type(entries[j]) is bytes) == plain:
+                size += self._entry_size(entries[j])
+                if size > (PACK_BYTES if plain else BATCH_BYTES):
+                    break
+                j += 1
+            if plain:
+                pieces += self._frame(fid, "chunks", frames.pack_chunks(first + i, entries[i:j]),
+                                      [])
+            else:
+                run = cast("list[pb.ToolChunk]", entries[i:j])
+                for n, chunk in enumerate(run):
+                    chunk.chunk_id = first + i + n
+                    self.segments.export(chunk)   # its large blobs go by shared memory
+                pieces += self._frame(fid, "chunks", pb.ToolChunks(chunks=run), run) \
+                    if len(run) > 1 else self._frame(fid, "chunk", run[0], run)
+            i = j
+        self._write(pieces)
+
+    @staticmethod
+    def _entry_size(entry: bytes | pb.ToolChunk) -> int:
+        return len(entry) if isinstance(entry, bytes) else entry.ByteSize()
 
     def _send_chunks(self, fid: int, chunks: list[pb.ToolChunk]) -> None:
         if len(chunks) == 1:

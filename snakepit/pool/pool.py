@@ -28,6 +28,7 @@ from snakepit.errors import (InvalidArgumentsError, PoolNotReady, PoolSaturated,
 from snakepit.pool.dispatcher import Dispatcher
 from snakepit.pool.runtime import PoolRuntime
 from snakepit.pool.worker import Worker
+from snakepit.transport.base import PlainChunk
 from snakepit.validate import check_seconds, encode_args
 from snakepit_bridge import serialization
 from snakepit_bridge.proto import bridge_pb2 as pb
@@ -360,6 +361,12 @@ class _Lease:
         cancellation."""
         self.finished = error is None or error.category != "timeout"
 
+    def _chunk_event(self, size: int, chunk_id: int) -> None:
+        self.pool.runtime.emit(STREAM_CHUNK, {"bytes": size},
+                               {"pool": self.pool.name, "tool": self.request.tool,
+                                "correlation_id": self.request.correlation_id,
+                                "worker_id": self.worker.id, "chunk_id": chunk_id})
+
     def end(self) -> None:
         if self.finished or not self.worker.alive:
             self.pool.runtime.roster.release(self.worker)
@@ -367,8 +374,14 @@ class _Lease:
             self.worker.abandoned(self.request.request_id)
 
     def chunk(self, msg: Any) -> Chunk | None:
-        """``msg`` as a Chunk; None for the protocol's end-of-stream marker (a final chunk
-        with no data, blobs or metadata), which is not delivered."""
+        """``msg`` (a ``ToolChunk``, or a decoded :class:`PlainChunk`) as a Chunk; None for the
+        protocol's end-of-stream marker (a final chunk with no data, blobs or metadata), which
+        is not delivered."""
+        if type(msg) is PlainChunk:
+            self.chunks += 1
+            if self._chunk_events:
+                self._chunk_event(len(serialization.dumps(msg.data)), msg.chunk_id)
+            return Chunk(data=msg.data, is_final=False, chunk_id=msg.chunk_id, metadata={})
         if msg.HasField("error") and msg.error.category:
             self.answered(msg.error)
             raise _error(msg.error)
@@ -385,10 +398,7 @@ class _Lease:
             self.answered()
         self.chunks += 1
         if self._chunk_events:
-            self.pool.runtime.emit(STREAM_CHUNK, {"bytes": len(msg.data_json)},
-                                   {"pool": self.pool.name, "tool": self.request.tool,
-                                    "correlation_id": self.request.correlation_id,
-                                    "worker_id": self.worker.id, "chunk_id": msg.chunk_id})
+            self._chunk_event(len(msg.data_json), msg.chunk_id)
         return Chunk(data=data, is_final=msg.is_final, chunk_id=msg.chunk_id,
                      metadata=dict(msg.metadata))
 

@@ -29,6 +29,18 @@ def backstop(timeout: float | None) -> float | None:
     return None if timeout is None else timeout + EXECUTE_BACKSTOP
 
 
+class PlainChunk:
+    """A stream chunk that is data alone (no blobs, metadata or error; not the final one),
+    already decoded: what a transport yields for each item of a packed ``chunks`` frame
+    instead of a ``ToolChunk``."""
+
+    __slots__ = ("chunk_id", "data")
+    is_final = False
+
+    def __init__(self, chunk_id: int, data: object) -> None:
+        self.chunk_id, self.data = chunk_id, data
+
+
 class TelemetryChannel(Protocol):
     """The worker's event stream (``events``) and its run-time filters (``send``)."""
 

@@ -5,7 +5,9 @@ socket when nothing is queued before it (most calls: no task switch); otherwise 
 merges the queued frames into single writes. A call registers a slot and waits on it — no task,
 no thread and no lock per request.
 Streams flow within a credit window the host grants (counted in chunks, however many a frame
-carries), so a slow consumer holds the worker back.
+carries), so a slow consumer holds the worker back. The window starts at ``WINDOW`` chunks and
+follows their size: about ``WINDOW_BYTES`` of them, between ``WINDOW`` and ``MAX_WINDOW``
+chunks (small chunks flow in long runs, large ones a few at a time).
 The worker's own calls into the host (host tools, session data) arrive on the same pipe and are
 answered by the host handler, each in a task; its telemetry events arrive as frames too.
 """
@@ -22,13 +24,14 @@ from typing import Any, AsyncIterator
 import trio
 
 from snakepit.errors import RequestTimeout, TransportError, WorkerCrashed
-from snakepit.transport.base import TIMEOUTS, backstop
-from snakepit_bridge import frames, shm
+from snakepit.transport.base import TIMEOUTS, PlainChunk, backstop
+from snakepit_bridge import frames, serialization, shm
 from snakepit_bridge.frames import HEADER, HOST_CALLS, MAX_FRAME
 from snakepit_bridge.proto import bridge_pb2 as pb
 
-WINDOW = 64          # stream chunks in flight
-REFILL = WINDOW // 2
+WINDOW = 64          # stream chunks in flight at first, and at least
+MAX_WINDOW = 1024    # ... and at most
+WINDOW_BYTES = 1 << 20   # the window aims at about this many bytes of chunks in flight
 TELEMETRY_BUFFER = 1000
 _transports = itertools.count(1)
 # worker -> host request kind -> reply kind; the handler's method has the request's name
@@ -320,7 +323,7 @@ class PipeTransport:
     @asynccontextmanager
     async def stream(self, request: Any) -> AsyncIterator[AsyncIterator[Any]]:
         fid = next(self._ids)
-        send, recv = trio.open_memory_channel[Any](WINDOW)
+        send, recv = trio.open_memory_channel[Any](MAX_WINDOW)   # a frame holds >= 1 chunk
         self._streams[fid] = send
         names: list[str] = []
         chunks: _Chunks | None = None
@@ -365,7 +368,9 @@ class PipeTransport:
 
 class _Chunks:
     """A stream's chunks, in order. A ``chunks`` frame's chunks are handed out one by one from
-    the frame, without waiting on the channel (no task switch per chunk)."""
+    the frame, without waiting on the channel (no task switch per chunk); a packed one's are
+    decoded together, as :class:`PlainChunk`. The credit the worker gets back follows the
+    chunks' size (the module docstring)."""
 
     def __init__(self, transport: PipeTransport, fid: int,
                  recv: trio.MemoryReceiveChannel[Any]) -> None:
@@ -373,6 +378,40 @@ class _Chunks:
         self._batch: collections.deque[Any] = collections.deque()
         self._taken = 0
         self._ended = False
+        self._window = WINDOW   # chunks granted and not yet taken
+        self._received = self._bytes = 0   # chunks received since the last refill, their bytes
+
+    def _unpack(self, frame: Any) -> Any:
+        """The chunks of a frame (its size counted for the window)."""
+        kind = frame.WhichOneof("body")
+        body = frame.chunks if kind == "chunks" else frame.chunk
+        self._bytes += body.ByteSize()
+        if kind != "chunks" or not body.packed_json:
+            chunks = _chunks_of(frame)
+            self._received += len(chunks)
+            return chunks
+        try:
+            values = serialization.decode(body.packed_json)
+        except ValueError as exc:
+            raise TransportError(f"stream from {self._t.name}: a packed chunks frame does not "
+                                 f"decode: {exc}") from None
+        if not isinstance(values, list):
+            raise TransportError(f"stream from {self._t.name}: a packed chunks frame holds "
+                                 f"{type(values).__name__}, not an array")
+        first = body.first_chunk_id
+        self._received += len(values)
+        return [PlainChunk(first + i, value) for i, value in enumerate(values)]
+
+    def _refill(self) -> None:
+        """Give the worker back the credit taken, the window resized to about WINDOW_BYTES
+        of chunks the size of the latest ones."""
+        average = self._bytes / self._received if self._received else WINDOW_BYTES / WINDOW
+        target = min(MAX_WINDOW, max(WINDOW, int(WINDOW_BYTES / max(average, 1))))
+        grant = max(0, self._taken + target - self._window)
+        self._window += grant - self._taken
+        self._taken = self._received = self._bytes = 0
+        if grant:
+            self._t._send(self._fid, "credit", pb.Credit(chunks=grant))
 
     def __aiter__(self) -> "_Chunks":
         return self
@@ -390,15 +429,14 @@ class _Chunks:
                 raise StopAsyncIteration from None
             if frame.WhichOneof("body") == "error":
                 raise TransportError(f"stream from {self._t.name}: {frame.error.message}")
-            self._batch.extend(_chunks_of(frame))
+            self._batch.extend(self._unpack(frame))
             if not self._batch:
                 raise TransportError(f"stream from {self._t.name}: an empty chunks frame")
         chunk = self._batch.popleft()
         self._taken += 1
         self._ended = chunk.is_final
-        if self._taken >= REFILL and not chunk.is_final:
-            self._t._send(self._fid, "credit", pb.Credit(chunks=self._taken))
-            self._taken = 0
+        if self._taken >= self._window // 2 and not chunk.is_final:
+            self._refill()
         return chunk
 
     def discard_unread(self) -> None:

@@ -287,10 +287,14 @@ class Credit(_message.Message):
     def __init__(self, chunks: _Optional[int] = ...) -> None: ...
 
 class ToolChunks(_message.Message):
-    __slots__ = ("chunks",)
+    __slots__ = ("chunks", "first_chunk_id", "packed_json")
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    PACKED_JSON_FIELD_NUMBER: _ClassVar[int]
     chunks: _containers.RepeatedCompositeFieldContainer[ToolChunk]
-    def __init__(self, chunks: _Optional[_Iterable[_Union[ToolChunk, _Mapping]]] = ...) -> None: ...
+    first_chunk_id: int
+    packed_json: bytes
+    def __init__(self, chunks: _Optional[_Iterable[_Union[ToolChunk, _Mapping]]] = ..., first_chunk_id: _Optional[int] = ..., packed_json: _Optional[bytes] = ...) -> None: ...
 
 class ExecuteBatch(_message.Message):
     __slots__ = ("request_id", "requests")

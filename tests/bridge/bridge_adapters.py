@@ -141,6 +141,34 @@ class StreamAdapter(ThreadSafeAdapter):
         yield "second"
 
     @tool
+    def mixed(self):
+        from snakepit_bridge import StreamChunk
+        yield 0
+        yield 1
+        yield StreamChunk(data=2, metadata={"m": "2"})
+        yield 3
+        yield {"four": [4]}
+
+    @tool
+    def forever(self, marker: str, pause: float, ctx: SessionContext):
+        i = 0
+        try:
+            while True:
+                yield i
+                i += 1
+                if pause:
+                    ctx.wait_cancelled(pause)
+        finally:
+            Path(marker).write_text(f"closed after {i}")
+
+    @tool
+    def unserializable_third(self):
+        yield 1
+        yield 2
+        yield object()
+        yield 4
+
+    @tool
     def fails_after(self, n: int):
         yield from range(n)
         raise ValueError(f"failed after {n}")

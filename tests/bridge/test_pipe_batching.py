@@ -1,12 +1,14 @@
 """The worker sends the stream chunks that are ready together, in one frame, within the host's
 credit (a real worker, driven by raw frames)."""
 
+import time
+
 import pytest
 
-from snakepit_bridge import read_ahead, serialization
+from snakepit_bridge import serialization
 from snakepit_bridge.pipe_server import BATCH_BYTES
 from snakepit_bridge.proto import bridge_pb2 as pb
-from worker_proc import pipe_worker, recv, recv_chunks, send
+from worker_proc import chunks_of, pipe_worker, recv, recv_chunks, send
 
 
 @pytest.fixture
@@ -76,7 +78,7 @@ def test_credit_counts_chunks_and_holds_the_producer_back(host, tool):
     assert [c.chunk_id for c in got + rest] == list(range(1, 52))
 
 
-def test_a_sync_generator_runs_ahead_of_its_credit_by_a_bounded_amount(host):
+def test_a_sync_generator_is_not_pulled_past_its_credit(host):
     start(host, 1, "counted_sync", {"n": 100_000}, credit=5)
     got = []
     while len(got) < 5:
@@ -86,10 +88,91 @@ def test_a_sync_generator_runs_ahead_of_its_credit_by_a_bounded_amount(host):
     send(host, pb.Frame(id=2, execute=pb.ExecuteRequest(tool="produced_count", args_json=raw)))
     reply = recv(host)
     assert reply.id == 2, reply
-    produced = serialization.decode(reply.result.result_json)
-    # at most two read-ahead steps (one being sent, the next one) beyond what was pulled
-    assert 5 <= produced <= 6 + 2 * read_ahead.MAX_ITEMS, produced
+    assert serialization.decode(reply.result.result_json) == 5
     send(host, pb.Frame(id=1, cancel=pb.Cancel()))
+
+
+def test_plain_chunks_of_a_sync_generator_go_packed_in_order(host):
+    start(host, 1, "counted_sync", {"n": 3000}, credit=5000)
+    packed = []
+    chunks = []
+    while not chunks or not chunks[-1].is_final:
+        frame = recv(host)
+        assert frame.id == 1, frame
+        if frame.WhichOneof("body") == "chunks" and frame.chunks.packed_json:
+            packed.append(frame.chunks.first_chunk_id)
+        chunks += chunks_of(frame)
+    assert [c.chunk_id for c in chunks] == list(range(1, 3002))
+    assert [serialization.decode(c.data_json) for c in chunks[:-1]] == list(range(3000))
+    assert packed and len(packed) < 3000 // 2, packed   # several chunks a frame
+
+
+def test_plain_and_marked_chunks_keep_their_order(host):
+    start(host, 1, "mixed", {}, credit=100)
+    chunks, _ = read_stream(host, 1)
+    assert [(c.chunk_id, serialization.decode(c.data_json), dict(c.metadata), c.is_final)
+            for c in chunks] == [
+        (1, 0, {}, False), (2, 1, {}, False), (3, 2, {"m": "2"}, False), (4, 3, {}, False),
+        (5, {"four": [4]}, {}, False), (6, None, {}, True)]
+
+
+def test_an_unserializable_item_ends_the_stream_after_the_items_before_it(host):
+    start(host, 1, "unserializable_third", {}, credit=100)
+    chunks, _ = read_stream(host, 1)
+    assert [serialization.decode(c.data_json) for c in chunks[:2]] == [1, 2]
+    assert len(chunks) == 3 and chunks[2].is_final
+    assert chunks[2].error.category == "unserializable_result", chunks[2]
+
+
+def running(host, seq):
+    send(host, pb.Frame(id=1000 + seq, heartbeat=pb.HeartbeatRequest(seq=seq)))
+    reply = recv(host)
+    while reply.WhichOneof("body") != "heartbeat_reply":   # chunks still on their way
+        reply = recv(host)
+    return list(reply.heartbeat_reply.running)
+
+
+def wait_closed(host, marker):
+    """Until the generator's finally has run and its request left the running list."""
+    deadline = time.monotonic() + 30
+    seq = 0
+    while not (marker.exists() and marker.stat().st_size) or running(host, seq):
+        assert time.monotonic() < deadline, "the generator was not closed"
+        seq += 1
+        time.sleep(0.02)   # polling a condition, with a deadline
+    return marker.read_text()
+
+
+def test_a_sync_generator_stream_times_out_with_a_final_timeout_chunk(host, tmp_path):
+    marker = tmp_path / "closed"
+    raw, _ = serialization.encode({"marker": str(marker), "pause": 0.01})
+    send(host, pb.Frame(id=1, execute_stream=pb.ExecuteRequest(
+        tool="forever", args_json=raw, timeout=1.0, request_id="r1")))
+    send(host, pb.Frame(id=1, credit=pb.Credit(chunks=1_000_000)))
+    chunks, _ = read_stream(host, 1)
+    assert chunks[-1].is_final and chunks[-1].error.category == "timeout", chunks[-1]
+    values = [serialization.decode(c.data_json) for c in chunks[:-1]]
+    assert values == list(range(len(values))) and values   # chunks before it, in order
+    assert wait_closed(host, marker).startswith("closed after")
+    send(host, pb.Frame(id=2, ping=pb.PingRequest(message="after")))
+    assert recv(host).pong.message == "after"
+
+
+def test_a_cancelled_sync_generator_is_closed_and_sends_nothing_more(host, tmp_path):
+    marker = tmp_path / "closed"
+    raw, _ = serialization.encode({"marker": str(marker), "pause": 0})
+    send(host, pb.Frame(id=1, execute_stream=pb.ExecuteRequest(
+        tool="forever", args_json=raw, request_id="r1")))
+    send(host, pb.Frame(id=1, credit=pb.Credit(chunks=10)))
+    got = []
+    while len(got) < 10:
+        got += recv_chunks(host, 1)
+    send(host, pb.Frame(id=1, cancel=pb.Cancel()))
+    # closed at its 10th yield (of 9): not pulled past its credit
+    assert wait_closed(host, marker) == "closed after 9"
+    send(host, pb.Frame(id=2, ping=pb.PingRequest(message="after")))
+    reply = recv(host)
+    assert reply.id == 2 and reply.pong.message == "after", reply
 
 
 def test_a_sync_generator_is_not_advanced_past_the_chunk_it_marked_final(host, tmp_path):

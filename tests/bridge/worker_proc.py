@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import grpc
+import orjson
 
 from snakepit_bridge.proto import bridge_pb2 as pb
 from snakepit_bridge.proto import bridge_pb2_grpc as pbg
@@ -127,8 +128,20 @@ def recv(sock, timeout=10.0):
 def recv_chunks(sock, fid, timeout=10.0):
     """The chunks of stream ``fid`` in the next frame (a lone ``chunk`` or a ``chunks`` batch)."""
     frame = recv(sock, timeout)
+    assert frame.id == fid, frame
+    return chunks_of(frame)
+
+
+def chunks_of(frame):
+    """The stream chunks of a ``chunk`` or ``chunks`` frame (packed ones as ToolChunks)."""
     kind = frame.WhichOneof("body")
-    assert frame.id == fid and kind in ("chunk", "chunks"), frame
+    assert kind in ("chunk", "chunks"), frame
+    if kind == "chunks" and frame.chunks.packed_json:   # plain chunks, as ToolChunks here
+        assert not frame.chunks.chunks, frame
+        items = orjson.loads(frame.chunks.packed_json)
+        assert isinstance(items, list) and items, frame
+        return [pb.ToolChunk(chunk_id=frame.chunks.first_chunk_id + i,
+                             data_json=orjson.dumps(item)) for i, item in enumerate(items)]
     return list(frame.chunks.chunks) if kind == "chunks" else [frame.chunk]
 
 

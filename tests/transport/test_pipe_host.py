@@ -14,7 +14,7 @@ import trio.testing
 from snakepit.errors import TransportError, WorkerCrashed
 from snakepit.transport import pipe
 from snakepit.transport.pipe import PipeTransport
-from snakepit_bridge import shm
+from snakepit_bridge import frames, shm
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 HEADER = struct.Struct("<I")
@@ -174,16 +174,77 @@ async def test_a_batch_is_handed_out_in_order_without_a_checkpoint_per_chunk(pai
         {"i": str(i)} for i in (1, 2, 3, 5, 6)]
 
 
+def big_batch(fid, first, last):
+    """Chunks of 16 KiB: the window stays at WINDOW chunks (1 MiB)."""
+    assert pipe.WINDOW * 16 * 1024 == pipe.WINDOW_BYTES
+    return pb.Frame(id=fid, chunks=pb.ToolChunks(chunks=[
+        pb.ToolChunk(chunk_id=i, data_json=b'"' + b"x" * (16 * 1024 - 8) + b'"')
+        for i in range(first, last + 1)]))
+
+
 async def test_credit_counts_chunks_not_frames(pair):
+    transport, peer = pair
+    half = pipe.WINDOW // 2
+    with trio.fail_after(10):
+        async with contextlib.AsyncExitStack() as stack:
+            chunks, fid = await open_stream(transport, peer, stack)
+            await peer.send(big_batch(fid, 1, half))   # one frame, half the window
+            for _ in range(half):
+                await chunks.__anext__()
+            refill = await peer.recv()
+            assert refill.id == fid and refill.credit.chunks == half
+
+
+async def test_the_window_grows_for_small_chunks_up_to_its_bound(pair):
+    transport, peer = pair
+    half = pipe.WINDOW // 2
+    with trio.fail_after(10):
+        async with contextlib.AsyncExitStack() as stack:
+            chunks, fid = await open_stream(transport, peer, stack)
+            await peer.send(batch(fid, 1, half))   # chunks of a few bytes
+            for _ in range(half):
+                await chunks.__anext__()
+            refill = await peer.recv()
+            # what was taken, plus what brings the window up to MAX_WINDOW chunks
+            assert refill.credit.chunks == half + pipe.MAX_WINDOW - pipe.WINDOW
+            # big chunks now: the window shrinks back as they are taken, so no credit goes
+            # out until the chunks in flight are down to WINDOW; then what is taken comes back
+            rest = refill.credit.chunks
+            for first in range(half + 1, half + rest + 1, 64):
+                await peer.send(big_batch(fid, first, min(first + 63, half + rest)))
+            for _ in range(rest):
+                await chunks.__anext__()
+            later = await peer.recv()
+            assert later.id == fid and later.credit.chunks == half
+
+
+async def test_a_packed_frame_is_its_chunks_decoded_in_order(pair):
     transport, peer = pair
     with trio.fail_after(10):
         async with contextlib.AsyncExitStack() as stack:
             chunks, fid = await open_stream(transport, peer, stack)
-            await peer.send(batch(fid, 1, pipe.REFILL))   # one frame, REFILL chunks
-            for _ in range(pipe.REFILL):
+            await peer.send(pb.Frame(id=fid, chunks=frames.pack_chunks(
+                1, [b"1", b'{"a":[2]}', b'"three"'])))
+            await peer.send(pb.Frame(id=fid, chunk=pb.ToolChunk(chunk_id=4, is_final=True)))
+            got = [await chunks.__anext__()]
+            with trio.CancelScope() as scope:
+                scope.cancel()   # any checkpoint would raise Cancelled here
+                got += [await chunks.__anext__(), await chunks.__anext__()]
+            got += [c async for c in chunks]
+    assert [(c.chunk_id, getattr(c, "data", None), c.is_final) for c in got] == [
+        (1, 1, False), (2, {"a": [2]}, False), (3, "three", False), (4, None, True)]
+
+
+@pytest.mark.parametrize("packed", [b"[1,", b'{"a": 1}'])
+async def test_a_packed_frame_that_is_not_a_json_array_fails_the_stream(pair, packed):
+    transport, peer = pair
+    with trio.fail_after(10):
+        async with contextlib.AsyncExitStack() as stack:
+            chunks, fid = await open_stream(transport, peer, stack)
+            await peer.send(pb.Frame(id=fid, chunks=pb.ToolChunks(first_chunk_id=1,
+                                                                  packed_json=packed)))
+            with pytest.raises(TransportError, match="packed chunks frame"):
                 await chunks.__anext__()
-            refill = await peer.recv()
-            assert refill.id == fid and refill.credit.chunks == pipe.REFILL
 
 
 @pytest.mark.skipif(not shm.available(), reason="needs a writable /dev/shm")
