@@ -223,21 +223,31 @@ class ToolDispatcher:
         return info is not None and not info.is_async and info.streaming
 
     def run_stream_inline(self, req: pb.ExecuteRequest, cancel: Cancellation,
-                          take_credit: Callable[[], bool],
+                          take_credit: Callable[[], int],
                           emit: Callable[[bytes | pb.ToolChunk], None]) -> None:
-        """Run a sync generator tool (:meth:`inline_stream`) in the calling thread. Each item
-        is pulled only once ``take_credit()`` allows it and goes to ``emit``: a plain value as
-        its JSON bytes, anything else (blobs, a :class:`StreamChunk`) as a ``ToolChunk``; the
-        last thing emitted is a final ``ToolChunk`` (empty at the generator's end, or the
-        error). When ``take_credit()`` returns False the stream is over without us (cancelled
-        or timed out: the caller answers): the generator is closed here, on its own thread."""
+        """Run a sync generator tool (:meth:`inline_stream`) in the calling thread. Items are
+        pulled only within the host's credit (``take_credit()`` waits for more and returns how
+        many chunks it allows) and go to ``emit``: a plain value as its JSON bytes, anything
+        else (blobs, a :class:`StreamChunk`) as a ``ToolChunk``; the last thing emitted is a
+        final ``ToolChunk`` (empty at the generator's end, or the error). Once ``cancel`` is
+        set (cancelled, timed out) or ``take_credit()`` returns 0, the stream is over without
+        us (the caller answers it). The generator is closed here, on its own thread."""
         token = telemetry.correlation.set(req.correlation_id)
         gen: Any = None
         tool: ToolInfo | None = None
         try:
             tool, kwargs, _ = self._prepare(req, True, cancel)
             gen = tool.fn(**kwargs)
-            while take_credit():
+            encode = serialization.encode
+            credit = 0
+            while True:
+                if not credit:
+                    credit = take_credit()
+                    if not credit:
+                        return
+                elif cancel.reason is not None:
+                    return
+                credit -= 1
                 try:
                     item = next(gen)
                 except StopIteration:
@@ -249,7 +259,10 @@ class ToolDispatcher:
                     if chunk.is_final:
                         return
                     continue
-                data, blobs = self._encode(tool.name, item)
+                try:
+                    data, blobs = encode(item, root="result")
+                except serialization.Unserializable:
+                    data, blobs = self._encode(tool.name, item)   # raises, as a _Failure
                 emit(pb.ToolChunk(data_json=data, blobs=blobs) if blobs else data)
         except _Failure as failure:
             emit(pb.ToolChunk(is_final=True, error=failure.info))

@@ -15,7 +15,7 @@ from typing import Any
 from snakepit_bridge.proto import bridge_pb2 as pb
 from snakepit_bridge.protocol import MAX_FRAME, MessageTooLarge
 
-__all__ = ["HEADER", "HOST_CALLS", "MAX_FRAME", "encode", "pack_chunks"]
+__all__ = ["HEADER", "HOST_CALLS", "MAX_FRAME", "encode"]
 
 HEADER = struct.Struct("<I")
 
@@ -59,9 +59,3 @@ def encode(fid: int, kind: str, message: Any) -> list[bytes]:
             f"through shared memory: send large data as those, not inside the JSON")
     return [HEADER.pack(len(head) + len(body)) + head, body]
 
-
-def pack_chunks(first_chunk_id: int, datas: list[bytes]) -> pb.ToolChunks:
-    """Plain chunks (each one's JSON data) as one packed ``ToolChunks``: their data as one
-    JSON array, the first chunk's id beside it (bridge.proto says what a plain chunk is)."""
-    return pb.ToolChunks(first_chunk_id=first_chunk_id,
-                         packed_json=b"[" + b",".join(datas) + b"]")

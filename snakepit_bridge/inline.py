@@ -193,14 +193,16 @@ class InlineRunner:
         out = job.out
         assert out is not None
 
-        def take_credit() -> bool:
+        def take_credit() -> int:
+            """All the credit the host has granted (waiting for some); 0: the stream is over
+            (cancelled, timed out, or a write failed)."""
             with self._lock:
                 while job.credit <= 0 and not job.answered:
                     self._credit.wait()
-                if job.answered:   # cancelled, timed out, or a write failed
-                    return False
-                job.credit -= 1
-                return True
+                if job.answered:
+                    return 0
+                granted, job.credit = job.credit, 0
+                return granted
 
         def emit(entry: Any) -> None:
             final = type(entry) is not bytes and entry.is_final

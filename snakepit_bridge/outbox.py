@@ -8,8 +8,10 @@
         outbox.wait_sent(out)              # the stream's thread, before it lets go
     outbox.close()
 
-A tool thread that pulls a generator only appends what it pulled; the flusher takes everything
-pending for a stream when it runs and hands it to ``write`` in one go. So a chunk never waits
+A tool thread that pulls a generator only appends what it pulled (plain chunks' JSON goes
+straight into one array, a :class:`Run`: held as separate ``bytes`` objects, orjson's output
+costs ~3 µs each, measured, against ~0.1 µs when it is dropped at once); the flusher takes
+everything pending for a stream when it runs and hands it to ``write`` in one go. So a chunk never waits
 for the next one (an idle flusher is woken by the first chunk), and a fast generator's chunks
 leave in few frames (they pile up while the flusher waits for the interpreter lock or writes):
 the batching costs no timer and no guess. Entries of one stream are written in the order they
@@ -22,8 +24,31 @@ import collections
 import threading
 from typing import Any, Callable
 
-# write(fid, first_chunk_id, entries): write a stream's entries (any thread; may block)
+# write(fid, first_chunk_id, entries): write a stream's entries, each a Run or a ToolChunk
+# (any thread; may block)
 Write = Callable[[int, int, list[Any]], None]
+# a Run holds at most about this many bytes of JSON (one frame's worth)
+RUN_BYTES = 256 * 1024
+
+
+class Run:
+    """Consecutive plain chunks (data only): their JSON as one array, and how many."""
+
+    __slots__ = ("json", "count")
+
+    def __init__(self) -> None:
+        self.json = bytearray(b"[")
+        self.count = 0
+
+    def add(self, data: bytes) -> None:
+        self.json += data
+        self.json += b","
+        self.count += 1
+
+    def array(self) -> bytes:
+        """The JSON array (the Run is spent)."""
+        self.json[-1:] = b"]"
+        return bytes(self.json)
 # failed(fid, exc): writing them raised; answer the stream with an error frame
 Failed = Callable[[int, Exception], None]
 
@@ -59,11 +84,19 @@ class Outbox:
         self._closed = False
 
     def put(self, out: Out, entry: Any, *, final: bool = False) -> None:
-        """(lock held) Queue ``entry`` as ``out``'s next chunk; ``final``: its last. Dropped
-        once a write of the stream failed."""
+        """(lock held) Queue ``entry`` as ``out``'s next chunk: ``bytes`` (a plain chunk's
+        JSON) or a ``ToolChunk``; ``final``: its last. Dropped once a write of the stream
+        failed."""
         if out.failed:
             return
-        out.entries.append(entry)
+        if type(entry) is bytes:
+            run = out.entries[-1] if out.entries else None
+            if type(run) is not Run or len(run.json) >= RUN_BYTES:
+                run = Run()
+                out.entries.append(run)
+            run.add(entry)
+        else:
+            out.entries.append(entry)
         out.ended = out.ended or final
         if not out.queued:
             out.queued = True
@@ -102,7 +135,7 @@ class Outbox:
                     self._sent.notify_all()
                     continue
                 first = out.next_id
-                out.next_id += len(entries)
+                out.next_id += sum(e.count if type(e) is Run else 1 for e in entries)
                 out.writing = True
                 self._lock.release()   # never write while holding the lock
                 try:

@@ -31,7 +31,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, Coroutine, Sequence, cast
+from typing import Any, Coroutine, Sequence
 
 from google.protobuf.message import DecodeError
 
@@ -42,6 +42,7 @@ from snakepit_bridge.dispatch import error_info
 from snakepit_bridge.frames import HEADER, HOST_CALLS
 from snakepit_bridge.inline import InlineRunner
 from snakepit_bridge.lifetime import Lifetime
+from snakepit_bridge.outbox import Run
 from snakepit_bridge.proto import bridge_pb2 as pb
 from snakepit_bridge.protocol import MAX_FRAME, SHM_PREFIX_ENV, MessageTooLarge
 
@@ -54,8 +55,6 @@ _TASK_KINDS = frozenset({"execute", "execute_stream", "execute_batch", "init_ses
 # the most chunk bytes one `chunks` frame carries: larger batches stop paying for themselves
 # (the per-frame cost is already spread thin) and only delay the host's first chunk
 BATCH_BYTES = 64 * 1024
-# the most JSON bytes of plain chunks one packed `chunks` frame carries (a larger chunk alone)
-PACK_BYTES = 256 * 1024
 
 
 class _Credit:
@@ -459,38 +458,38 @@ class PipeServer:
         finally:
             batch.ready.set()   # wake the sender: it sends what is left and sees we are done
 
-    def _send_stream(self, fid: int, first: int, entries: list[bytes | pb.ToolChunk]) -> None:
-        """(any thread) A stream's next chunks, ids from ``first`` on, in as few frames as
-        fit: runs of plain data (JSON bytes) packed into one array, up to ``PACK_BYTES`` a
-        frame; runs of other chunks (blobs, metadata, the final one) as ``ToolChunk``s, up to
-        ``BATCH_BYTES`` a frame (or one bigger chunk alone)."""
+    def _send_stream(self, fid: int, first: int, entries: list[Run | pb.ToolChunk]) -> None:
+        """(any thread) A stream's next chunks, ids from ``first`` on: a :class:`Run` of plain
+        chunks as one packed frame, consecutive other chunks (blobs, metadata, the final one)
+        together up to ``BATCH_BYTES`` a frame (or one bigger chunk alone)."""
         pieces: list[bytes] = []
         i = 0
         while i < len(entries):
-            plain = type(entries[i]) is bytes
-            size = self._entry_size(entries[i])
-            j = i + 1
-            while j < len(entries) and (type(entries[j]) is bytes) == plain:
-                size += self._entry_size(entries[j])
-                if size > (PACK_BYTES if plain else BATCH_BYTES):
+            entry = entries[i]
+            if isinstance(entry, Run):
+                pieces += self._frame(fid, "chunks", pb.ToolChunks(
+                    first_chunk_id=first, packed_json=entry.array()), [])
+                first += entry.count
+                i += 1
+                continue
+            run = [entry]
+            size = entry.ByteSize()
+            while i + len(run) < len(entries):
+                after = entries[i + len(run)]
+                if isinstance(after, Run):
                     break
-                j += 1
-            if plain:
-                pieces += self._frame(fid, "chunks", frames.pack_chunks(first + i, entries[i:j]),
-                                      [])
-            else:
-                run = cast("list[pb.ToolChunk]", entries[i:j])
-                for n, chunk in enumerate(run):
-                    chunk.chunk_id = first + i + n
-                    self.segments.export(chunk)   # its large blobs go by shared memory
-                pieces += self._frame(fid, "chunks", pb.ToolChunks(chunks=run), run) \
-                    if len(run) > 1 else self._frame(fid, "chunk", run[0], run)
-            i = j
+                size += after.ByteSize()
+                if size > BATCH_BYTES:
+                    break
+                run.append(after)
+            for chunk in run:
+                chunk.chunk_id = first
+                first += 1
+                self.segments.export(chunk)   # its large blobs go by shared memory
+            pieces += self._frame(fid, "chunks", pb.ToolChunks(chunks=run), run) \
+                if len(run) > 1 else self._frame(fid, "chunk", run[0], run)
+            i += len(run)
         self._write(pieces)
-
-    @staticmethod
-    def _entry_size(entry: bytes | pb.ToolChunk) -> int:
-        return len(entry) if isinstance(entry, bytes) else entry.ByteSize()
 
     def _send_chunks(self, fid: int, chunks: list[pb.ToolChunk]) -> None:
         if len(chunks) == 1:

@@ -14,7 +14,7 @@ import trio.testing
 from snakepit.errors import TransportError, WorkerCrashed
 from snakepit.transport import pipe
 from snakepit.transport.pipe import PipeTransport
-from snakepit_bridge import frames, shm
+from snakepit_bridge import shm
 from snakepit_bridge.proto import bridge_pb2 as pb
 
 HEADER = struct.Struct("<I")
@@ -223,8 +223,8 @@ async def test_a_packed_frame_is_its_chunks_decoded_in_order(pair):
     with trio.fail_after(10):
         async with contextlib.AsyncExitStack() as stack:
             chunks, fid = await open_stream(transport, peer, stack)
-            await peer.send(pb.Frame(id=fid, chunks=frames.pack_chunks(
-                1, [b"1", b'{"a":[2]}', b'"three"'])))
+            await peer.send(pb.Frame(id=fid, chunks=pb.ToolChunks(
+                first_chunk_id=1, packed_json=b'[1, {"a": [2]}, "three"]')))
             await peer.send(pb.Frame(id=fid, chunk=pb.ToolChunk(chunk_id=4, is_final=True)))
             got = [await chunks.__anext__()]
             with trio.CancelScope() as scope:
