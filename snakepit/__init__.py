@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from snakepit.application import Application
     from snakepit.config import Config, HeartbeatConfig, PoolConfig, SessionConfig
     from snakepit.placement import RayPlacement
-    from snakepit.pool.pool import Chunk
+    from snakepit.chunk import Chunk
 
 __version__ = "0.1.0"
 
@@ -40,7 +40,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Application": ("snakepit.application", "Application"),
     **{name: ("snakepit.config", name) for name in
        ("Config", "HeartbeatConfig", "PoolConfig", "SessionConfig")},
-    "Chunk": ("snakepit.pool.pool", "Chunk"),
+    "Chunk": ("snakepit.chunk", "Chunk"),
     "RayPlacement": ("snakepit.placement", "RayPlacement"),
 }
 

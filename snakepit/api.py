@@ -24,7 +24,8 @@ from snakepit import otp
 from snakepit.config import Config
 from snakepit.errors import PoolNotFound, PoolNotReady, ShuttingDown, SnakepitError
 from snakepit.pool.mapping import BATCH_SIZE, MAX_WINDOW, open_map
-from snakepit.pool.pool import Chunk, Pool
+from snakepit.chunk import Chunk
+from snakepit.pool.pool import Pool
 from snakepit.sigterm import install_sync, sigterm_interrupts, uninstall_sync
 
 T = TypeVar("T")

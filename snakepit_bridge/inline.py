@@ -40,6 +40,9 @@ from snakepit_bridge.dispatch import ToolDispatcher, deadline_of
 from snakepit_bridge.outbox import Out, Outbox, Write
 from snakepit_bridge.proto import bridge_pb2 as pb
 
+# a stream's thread writes its own pending chunks once this many pile up (the flusher writes
+# fewer: those of a generator that pauses)
+WRITE_AT = 256
 # answer(fid, kind, message): write the reply frame (any thread)
 Answer = Callable[[int, str, Any], None]
 # failed(fid, exc): serving the request raised; answer it with an error frame (any thread)
@@ -211,6 +214,8 @@ class InlineRunner:
                     return
                 job.answered = final
                 self._outbox.put(out, entry, final=final)
+                if out.pending >= WRITE_AT:
+                    self._outbox.write_now(out)
 
         try:
             if not job.cancel.is_set():   # cancelled while queued: never starts

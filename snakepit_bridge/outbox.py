@@ -56,11 +56,13 @@ Failed = Callable[[int, Exception], None]
 class Out:
     """One stream's entries not yet written, and where its chunk ids stand."""
 
-    __slots__ = ("fid", "entries", "next_id", "queued", "writing", "ended", "failed")
+    __slots__ = ("fid", "entries", "pending", "next_id", "queued", "writing", "ended",
+                 "failed")
 
     def __init__(self, fid: int) -> None:
         self.fid = fid
         self.entries: list[Any] = []
+        self.pending = 0          # chunks in entries
         self.next_id = 1          # the chunk id of the next entry put
         self.queued = False       # in the flusher's queue
         self.writing = False      # the flusher is writing some of its entries now
@@ -97,19 +99,31 @@ class Outbox:
             run.add(entry)
         else:
             out.entries.append(entry)
+        out.pending += 1
         out.ended = out.ended or final
         if not out.queued:
             out.queued = True
             self._ready.append(out)
             if self._thread is None:
-                run = self._run if self._context is None else \
+                target = self._run if self._context is None else \
                     (lambda: self._context.copy().run(self._run))
-                self._thread = threading.Thread(target=run, name="snakepit-stream-out",
+                self._thread = threading.Thread(target=target, name="snakepit-stream-out",
                                                 daemon=True)
                 self._thread.start()
             elif self._idle:
                 self._idle = False
                 self._wake.notify()
+
+    def write_now(self, out: Out) -> None:
+        """(lock held) Write what is pending for ``out`` on this thread, unless the flusher
+        is writing some of it now (then it takes the rest next). A producer that keeps the
+        interpreter lock would otherwise hold its chunks until the flusher gets the lock
+        (up to the switch interval, 5 ms) and run out of credit meanwhile."""
+        if out.writing or not out.queued:
+            return
+        self._ready.remove(out)
+        out.queued = False
+        self._write_out(out)
 
     def wait_sent(self, out: Out) -> None:
         """(lock held) Until everything put for ``out`` has been written (or dropped: the
@@ -130,24 +144,31 @@ class Outbox:
                     self._idle = True
                     self._wake.wait()
                 out = self._ready.popleft()
-                entries, out.entries, out.queued = out.entries, [], False
-                if not entries:   # dropped after a failed write
-                    self._sent.notify_all()
-                    continue
-                first = out.next_id
-                out.next_id += sum(e.count if type(e) is Run else 1 for e in entries)
-                out.writing = True
-                self._lock.release()   # never write while holding the lock
-                try:
-                    self._write(out.fid, first, entries)
-                except ConnectionError:
-                    pass   # the host is gone: nobody to tell
-                except Exception as exc:   # a frame over the limit, /dev/shm full, ...
-                    with self._lock:   # what is still to come of it is not written
-                        out.failed, out.ended = True, True
-                        out.entries.clear()
-                    self._failed(out.fid, exc)
-                finally:
-                    self._lock.acquire()
-                    out.writing = False
-                    self._sent.notify_all()
+                out.queued = False
+                self._write_out(out)
+
+    def _write_out(self, out: Out) -> None:
+        """(lock held; released while writing) Write ``out``'s pending entries."""
+        entries, out.entries = out.entries, []
+        first = out.next_id
+        out.next_id += out.pending
+        out.pending = 0
+        if not entries:   # dropped after a failed write
+            self._sent.notify_all()
+            return
+        out.writing = True
+        self._lock.release()   # never write while holding the lock
+        try:
+            self._write(out.fid, first, entries)
+        except ConnectionError:
+            pass   # the host is gone: nobody to tell
+        except Exception as exc:   # a frame over the limit, /dev/shm full, ...
+            with self._lock:   # what is still to come of it is not written
+                out.failed, out.ended = True, True
+                out.entries.clear()
+                out.pending = 0
+            self._failed(out.fid, exc)
+        finally:
+            self._lock.acquire()
+            out.writing = False
+            self._sent.notify_all()

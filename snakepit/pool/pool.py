@@ -25,10 +25,10 @@ from opentelemetry import propagate, trace
 from snakepit.errors import (InvalidArgumentsError, PoolNotReady, PoolSaturated, QueueTimeout,
                              RequestTimeout, ShuttingDown, SnakepitError, TransportError,
                              WorkerCrashed, error_from_wire)
+from snakepit.chunk import Chunk
 from snakepit.pool.dispatcher import Dispatcher
 from snakepit.pool.runtime import PoolRuntime
 from snakepit.pool.worker import Worker
-from snakepit.transport.base import PlainChunk
 from snakepit.validate import check_seconds, encode_args
 from snakepit_bridge import serialization
 from snakepit_bridge.proto import bridge_pb2 as pb
@@ -39,19 +39,6 @@ _TRACER = trace.get_tracer("snakepit")
 STREAM_START = ("stream", "start")
 STREAM_CHUNK = ("stream", "chunk")
 STREAM_STOP = ("stream", "stop")
-
-
-@attrs.frozen
-class Chunk:
-    """One item of a stream: ``data`` (decoded JSON, blobs restored), ``is_final`` (the tool
-    marked it the last one: a ``StreamChunk(is_final=True)``, or a unary tool's result),
-    ``chunk_id`` (1, 2, ...), ``metadata`` (strings). A stream yields exactly the chunks its
-    tool yielded; the iteration ends after the last."""
-
-    data: Any
-    is_final: bool
-    chunk_id: int
-    metadata: dict[str, str]
 
 
 def _error(info: Any) -> SnakepitError:
@@ -374,14 +361,14 @@ class _Lease:
             self.worker.abandoned(self.request.request_id)
 
     def chunk(self, msg: Any) -> Chunk | None:
-        """``msg`` (a ``ToolChunk``, or a decoded :class:`PlainChunk`) as a Chunk; None for the
-        protocol's end-of-stream marker (a final chunk with no data, blobs or metadata), which
-        is not delivered."""
-        if type(msg) is PlainChunk:
+        """``msg`` (a ``ToolChunk``, or a Chunk a transport decoded already) as a Chunk; None
+        for the protocol's end-of-stream marker (a final chunk with no data, blobs or
+        metadata), which is not delivered."""
+        if type(msg) is Chunk:
             self.chunks += 1
             if self._chunk_events:
                 self._chunk_event(len(serialization.dumps(msg.data)), msg.chunk_id)
-            return Chunk(data=msg.data, is_final=False, chunk_id=msg.chunk_id, metadata={})
+            return msg
         if msg.HasField("error") and msg.error.category:
             self.answered(msg.error)
             raise _error(msg.error)

@@ -14,6 +14,7 @@ from typing import AsyncContextManager, AsyncIterator, Protocol, Sequence
 
 import trio
 
+from snakepit.chunk import Chunk
 from snakepit_bridge import protocol
 from snakepit_bridge.proto import bridge_pb2 as pb
 
@@ -27,18 +28,6 @@ EXECUTE_BACKSTOP = protocol.DEADLINE_BACKSTOP
 
 def backstop(timeout: float | None) -> float | None:
     return None if timeout is None else timeout + EXECUTE_BACKSTOP
-
-
-class PlainChunk:
-    """A stream chunk that is data alone (no blobs, metadata or error; not the final one),
-    already decoded: what a transport yields for each item of a packed ``chunks`` frame
-    instead of a ``ToolChunk``."""
-
-    __slots__ = ("chunk_id", "data")
-    is_final = False
-
-    def __init__(self, chunk_id: int, data: object) -> None:
-        self.chunk_id, self.data = chunk_id, data
 
 
 class TelemetryChannel(Protocol):
@@ -68,7 +57,9 @@ class Transport(Protocol):
         one that timed out (the items after it never ran)."""
 
     def stream(self, request: pb.ExecuteRequest
-               ) -> AsyncContextManager[AsyncIterator[pb.ToolChunk]]: ...
+               ) -> AsyncContextManager[AsyncIterator[pb.ToolChunk | Chunk]]:
+        """The stream's chunks in order: ``ToolChunk``s, or ``Chunk``s already decoded (the
+        pipe's packed frames of plain chunks)."""
 
     def telemetry(self, control: pb.TelemetryControl
                   ) -> AsyncContextManager[TelemetryChannel]: ...

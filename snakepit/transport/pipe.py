@@ -24,7 +24,8 @@ from typing import Any, AsyncIterator
 import trio
 
 from snakepit.errors import RequestTimeout, TransportError, WorkerCrashed
-from snakepit.transport.base import TIMEOUTS, PlainChunk, backstop
+from snakepit.chunk import plain_chunks
+from snakepit.transport.base import TIMEOUTS, backstop
 from snakepit_bridge import frames, serialization, shm
 from snakepit_bridge.frames import HEADER, HOST_CALLS, MAX_FRAME
 from snakepit_bridge.proto import bridge_pb2 as pb
@@ -369,7 +370,7 @@ class PipeTransport:
 class _Chunks:
     """A stream's chunks, in order. A ``chunks`` frame's chunks are handed out one by one from
     the frame, without waiting on the channel (no task switch per chunk); a packed one's are
-    decoded together, as :class:`PlainChunk`. The credit the worker gets back follows the
+    decoded together, as :class:`~snakepit.chunk.Chunk`. The credit the worker gets back follows the
     chunks' size (the module docstring)."""
 
     def __init__(self, transport: PipeTransport, fid: int,
@@ -398,9 +399,8 @@ class _Chunks:
         if not isinstance(values, list):
             raise TransportError(f"stream from {self._t.name}: a packed chunks frame holds "
                                  f"{type(values).__name__}, not an array")
-        first = body.first_chunk_id
         self._received += len(values)
-        return [PlainChunk(first + i, value) for i, value in enumerate(values)]
+        return plain_chunks(body.first_chunk_id, values)
 
     def _refill(self) -> None:
         """Give the worker back the credit taken, the window resized to about WINDOW_BYTES
