@@ -101,9 +101,13 @@ print("ok")
 """
 
 
-def test_a_pipe_worker_serves_without_ssl(host):
+# imported when first needed: ssl by a TLS connection, random by sampled telemetry
+LATER = ("ssl", "random")
+
+
+def test_a_pipe_worker_serves_without_ssl_or_random(host):
     assert call(host, 1, "add", {"a": 2, "b": 3}) == 5
-    assert "ssl" not in call(host, 2, "loaded_modules")
+    assert sorted(set(LATER) & set(call(host, 2, "loaded_modules"))) == []
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
@@ -116,3 +120,12 @@ def test_tls_through_asyncio_works_when_ssl_was_held_back(tmp_path):
     proc = subprocess.run([sys.executable, "-c", TLS_ROUND_TRIP, str(cert), str(key)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
+
+
+def test_a_sampling_rate_below_one_keeps_about_that_share_of_events():
+    # (random is imported by the first sampled event)
+    from snakepit_bridge.telemetry import _Buffer
+    buf = _Buffer()
+    buf.configure(True, 0.5, (), ())
+    kept = sum(buf._wanted("demo.event") for _ in range(2000))
+    assert 800 < kept < 1200
