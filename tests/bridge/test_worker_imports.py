@@ -2,6 +2,7 @@
 the first request that needs it arrives) and without attrs, argparse or ssl (imported when a
 tool uses TLS): checked in a real worker process."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -129,3 +130,17 @@ def test_a_sampling_rate_below_one_keeps_about_that_share_of_events():
     buf.configure(True, 0.5, (), ())
     kept = sum(buf._wanted("demo.event") for _ in range(2000))
     assert 800 < kept < 1200
+
+
+@pytest.mark.parametrize("transport", ["pipe", "grpc"])
+def test_a_zygote_preloads_the_worker_without_ssl(transport):
+    # (its forks share what it imported; the zygote imports the worker's lifetime first)
+    code = ("import sys\n"
+            "from snakepit_bridge.zygote import preload\n"
+            f"preload('bridge_adapters:ModulesAdapter', {transport!r})\n"
+            "assert 'asyncio' in sys.modules and 'ssl' not in sys.modules\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(__file__),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
