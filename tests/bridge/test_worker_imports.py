@@ -2,6 +2,7 @@
 the first request that needs it arrives) and without attrs, argparse or ssl (imported when a
 tool uses TLS): checked in a real worker process."""
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -144,3 +145,16 @@ def test_a_zygote_preloads_the_worker_without_ssl(transport):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc/<pid>/maps")
+def test_the_showcase_worker_maps_libcrypto_with_its_first_checksum():
+    with pipe_worker() as (proc, host):   # the showcase adapter (the pools' default)
+        def hashlib_mapped():
+            with open(f"/proc/{proc.pid}/maps") as maps:
+                return "_hashlib" in maps.read()
+        assert call(host, 1, "process_binary", {"data": b"ab", "operation": "length"}) == 2
+        assert not hashlib_mapped()
+        out = call(host, 2, "process_binary", {"data": b"ab", "operation": "checksum"})
+        assert out == {"sha256": hashlib.sha256(b"ab").hexdigest(), "length": 2}
+        assert hashlib_mapped()
