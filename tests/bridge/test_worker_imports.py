@@ -13,7 +13,7 @@ import pytest
 
 from snakepit_bridge import serialization
 from snakepit_bridge.proto import bridge_pb2 as pb
-from worker_proc import pipe_worker, recv, send
+from worker_proc import call as grpc_call, pipe_worker, recv, result, send, worker
 
 HEAVY = ("numpy", "grpc", "opentelemetry", "attr", "argparse")
 
@@ -158,3 +158,12 @@ def test_the_showcase_worker_maps_libcrypto_with_its_first_checksum():
         out = call(host, 2, "process_binary", {"data": b"ab", "operation": "checksum"})
         assert out == {"sha256": hashlib.sha256(b"ab").hexdigest(), "length": 2}
         assert hashlib_mapped()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc/<pid>/maps")
+def test_a_grpc_worker_checks_the_secret_without_openssl():
+    # (grpcio has its own TLS; hmac's import of OpenSSL cost each worker ~0.5 MB)
+    with worker() as (proc, _, stub):
+        assert result(grpc_call(stub, "add", {"a": 1, "b": 2})) == 3
+        with open(f"/proc/{proc.pid}/maps") as maps:
+            assert "_hashlib" not in maps.read()
