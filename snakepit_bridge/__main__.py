@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     if not module_name or not class_name:
         print(f"--adapter must be module.path:ClassName, got {args.adapter!r}", file=sys.stderr)
         return EXIT_USAGE
+    # Before the adapter's code, which may import asyncio: ssl is imported when TLS is used.
+    from snakepit_bridge.lazy_ssl import import_asyncio
+    asyncio = import_asyncio()
     from snakepit_bridge.adapter_loading import AdapterNotFound, load_adapter_class
     try:
         adapter_cls = load_adapter_class(args.adapter)
@@ -84,8 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print(f"cannot create adapter {args.adapter!r}: {exc}", file=sys.stderr)
         return EXIT_INIT
-
-    import asyncio
 
     from snakepit_bridge.worker import Options, serve
     opts = Options(worker_id=args.worker_id, ready_fd=args.ready_fd,

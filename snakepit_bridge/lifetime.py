@@ -25,6 +25,10 @@ only closed this worker's pipe or stdin (it stops the worker) is alive: nothing 
 
 from __future__ import annotations
 
+from snakepit_bridge.lazy_ssl import import_asyncio
+
+import_asyncio()   # before asyncio is imported otherwise: ssl waits for TLS (a zygote too)
+
 import asyncio
 import atexit
 import dataclasses

@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import contextvars
-import random
 import threading
 import time
 from typing import Any, Iterator
@@ -66,7 +65,10 @@ class _Buffer:
             return False
         if any(name == p or name.startswith(p + ".") for p in self.deny):
             return False
-        return self.sampling_rate >= 1.0 or random.random() < self.sampling_rate
+        if self.sampling_rate >= 1.0:
+            return True
+        import random   # sampled telemetry only: not imported by every worker (ADR 0003)
+        return random.random() < self.sampling_rate
 
     def put(self, name: str, measurements: dict[str, Any], metadata: dict[str, Any],
             force: bool = False) -> None:

@@ -11,12 +11,15 @@ then ``adapter.shutdown()``).
 
 from __future__ import annotations
 
+from snakepit_bridge.lazy_ssl import import_asyncio
+
+import_asyncio()   # before asyncio is imported otherwise: ssl waits for TLS
+
 import asyncio
 import dataclasses
 import logging
 import time
 from typing import Awaitable, Callable, Protocol
-
 
 from snakepit_bridge.adapter import BaseAdapter
 from snakepit_bridge.context import HostCaller, HostClient

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import sys
 import time
@@ -125,6 +124,7 @@ class ShowcaseAdapter(ThreadSafeAdapter):
     @tool(description="Checksum, length or reverse of a binary blob")
     def process_binary(self, data: bytes, operation: str = "checksum") -> Any:
         if operation == "checksum":
+            import hashlib   # here, not in every idle worker: libcrypto's ~0.4 MB (ADR 0003)
             return {"sha256": hashlib.sha256(data).hexdigest(), "length": len(data)}
         if operation == "length":
             return len(data)
