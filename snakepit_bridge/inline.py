@@ -5,6 +5,7 @@
     runner.submit_batch(fid, batch) # several calls, run in order by one thread
     runner.submit_stream(fid, request)  # a sync generator, its chunks within the credit
     runner.credit(fid, chunks)      # reader thread: the host takes that many more chunks
+    runner.run_here(fid, request)   # reader thread: run it right here (one call at a time)
     runner.cancel(fid)              # reader thread: the host gave up on it
     runner.close()
 
@@ -27,6 +28,7 @@ so the host knows when an abandoned tool has really returned.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import heapq
 import itertools
@@ -77,6 +79,8 @@ class InlineRunner:
         self._threads: list[threading.Thread] = []
         self._idle = 0                     # threads waiting for a job nobody claimed yet
         self._backlog = 0                  # jobs queued with no thread to take them yet
+        self._here = 0                     # jobs running on the reading thread (run_here)
+        self._held: collections.deque[_Job] = collections.deque()   # submitted meanwhile
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()      # answered flags, idle count, the deadline heap
         self.jobs: dict[int, _Job] = {}    # fid -> job, until its thread is done with it
@@ -115,6 +119,13 @@ class InlineRunner:
         with self._lock:
             if not job.batch:   # counted from now; a batch item's from its start
                 self._schedule(job, job.cancel)
+            if self._here or self._held:   # a job runs on the reading thread: it waits
+                self._held.append(job)
+                return
+        self._dispatch(job)
+
+    def _dispatch(self, job: _Job) -> None:
+        with self._lock:
             # each job is claimed at once by an idle thread, a new one, or the backlog
             start = False
             if self._idle:
@@ -151,21 +162,55 @@ class InlineRunner:
             if job is None:
                 return
             try:
-                if job.batch:
-                    self._run_batch(job)
-                elif job.out is not None:
-                    self._run_stream(job)
-                elif not job.cancel.is_set():   # cancelled while queued: never starts
-                    response = self._dispatcher.run_inline(job.requests[0], job.cancel)
-                    if self._claim(job):
-                        self._reply(job, "result", response)
-            except ConnectionError:
-                pass   # the host is gone: nobody to answer
-            except Exception as exc:   # encoding the result failed (/dev/shm full, ...)
-                if self._claim(job):
-                    self._failed_frame(job.fid, exc)
+                self._run(job)
             finally:
                 self._finish(job)
+                with self._lock:
+                    if self._backlog:
+                        self._backlog -= 1   # this thread takes a queued job next
+                    else:
+                        self._idle += 1
+
+    def run_here(self, fid: int, request: pb.ExecuteRequest) -> None:
+        """Run a sync unary tool on the calling thread (the pipe's reading thread, when the
+        worker serves one call at a time and nothing else runs: no hand-off at all), with the
+        same deadline, cancel and answer rules as a queued job."""
+        job = _Job(fid, request.request_id, [request])
+        self.jobs[fid] = job
+        self._dispatcher.begin(job.request_id)
+        with self._lock:
+            self._here += 1   # it takes a thread's place: jobs submitted meanwhile wait
+            self._schedule(job, job.cancel)
+        try:
+            self._run(job)
+        finally:
+            self._finish(job)
+            with self._lock:
+                self._here -= 1
+            while True:   # in order; a job submitted meanwhile joins the end of the line
+                with self._lock:
+                    if not self._held:
+                        break
+                    waiting = self._held[0]
+                self._dispatch(waiting)
+                with self._lock:
+                    self._held.popleft()
+
+    def _run(self, job: _Job) -> None:
+        try:
+            if job.batch:
+                self._run_batch(job)
+            elif job.out is not None:
+                self._run_stream(job)
+            elif not job.cancel.is_set():   # cancelled while queued: never starts
+                response = self._dispatcher.run_inline(job.requests[0], job.cancel)
+                if self._claim(job):
+                    self._reply(job, "result", response)
+        except ConnectionError:
+            pass   # the host is gone: nobody to answer
+        except Exception as exc:   # encoding the result failed (/dev/shm full, ...)
+            if self._claim(job):
+                self._failed_frame(job.fid, exc)
 
     def _reply(self, job: _Job, kind: str, message: Any) -> None:
         """Write the job's answer; one that cannot be written (a frame over the limit, a full
@@ -239,10 +284,6 @@ class InlineRunner:
         self.jobs.pop(job.fid, None)
         self._dispatcher.end(job.request_id)
         with self._lock:
-            if self._backlog:
-                self._backlog -= 1   # this thread takes a queued job next
-            else:
-                self._idle += 1
             if not self.jobs:
                 self._done.notify_all()
 

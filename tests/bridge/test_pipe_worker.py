@@ -177,3 +177,29 @@ def test_a_batch_of_no_tool_or_of_several_is_refused_with_bad_batch(pipe_worker,
     send(host, pb.Frame(id=2, ping=pb.PingRequest(message="after")))
     reply = recv(host)   # and the worker serves on
     assert reply.id == 2 and reply.pong.message == "after", reply
+
+
+def test_a_long_tool_on_a_one_at_a_time_worker_hands_the_reading_over(pipe_worker):
+    # A worker that serves one call at a time runs a sync tool on its reading thread; one
+    # that runs long gives the reading up, so pings, heartbeats and its cancel still arrive.
+    _, host = pipe_worker
+    send(host, execute(1, "sleep", b'{"seconds": 60}', request_id="long"))
+    send(host, pb.Frame(id=2, ping=pb.PingRequest(message="during")))
+    reply = recv(host, timeout=30)   # long before the tool's 60 s
+    assert reply.id == 2 and reply.pong.message == "during", reply
+    send(host, pb.Frame(id=3, heartbeat=pb.HeartbeatRequest(seq=1)))
+    reply = recv(host, timeout=30)
+    assert reply.id == 3 and list(reply.heartbeat_reply.running) == ["long"], reply
+    send(host, pb.Frame(id=1, cancel=pb.Cancel()))   # the tool sees it and returns
+    deadline = time.monotonic() + 30
+    running = ["long"]
+    while running:
+        assert time.monotonic() < deadline, "the cancelled tool did not end"
+        send(host, pb.Frame(id=4, heartbeat=pb.HeartbeatRequest(seq=2)))
+        reply = recv(host, timeout=30)
+        assert reply.id == 4, reply   # a cancelled request gets no answer
+        running = list(reply.heartbeat_reply.running)
+    still_serving(host)
+    send(host, execute(5, "add", b'{"a": 1, "b": 2}'))
+    reply = recv(host)
+    assert reply.id == 5 and reply.result.result_json == b"3", reply
