@@ -390,6 +390,9 @@ class _Chunks:
         if kind != "chunks" or not body.packed_json:
             chunks = _chunks_of(frame)
             self._received += len(chunks)
+            # a blob in shared memory is a name in the frame: its bytes count all the same
+            self._bytes += sum(blob.shm_size for chunk in chunks if chunk.blobs
+                               for blob in chunk.blobs.values())
             return chunks
         try:
             values = serialization.decode(body.packed_json)

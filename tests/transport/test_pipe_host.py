@@ -346,3 +346,22 @@ async def test_a_host_call_naming_a_foreign_segment_gets_an_error(shm_pair):
     assert reply.id == 7 and reply.WhichOneof("body") == "error"
     assert "may not name" in reply.error.message
     assert os.path.exists(path)
+
+
+async def test_chunks_with_blobs_in_shared_memory_count_their_size_for_the_window(shm_pair):
+    # a blob in shared memory is only a name in the frame: the window must not grow as if
+    # the chunks were small (1024 chunks of 16 MiB arrays would be 16 GiB in /dev/shm)
+    transport, peer, _, _ = shm_pair
+    prefix = transport._peer   # the names the worker may use
+    half = pipe.WINDOW // 2
+    with trio.fail_after(10):
+        async with contextlib.AsyncExitStack() as stack:
+            chunks, fid = await open_stream(transport, peer, stack)
+            await peer.send(pb.Frame(id=fid, chunks=pb.ToolChunks(chunks=[
+                pb.ToolChunk(chunk_id=i, data_json=b'{"__blob__": "a"}', blobs={"a": pb.Blob(
+                    shm_name=f"{prefix}{i}", shm_size=16 * 1024, dtype="bytes")})
+                for i in range(1, half + 1)])))
+            for _ in range(half):
+                await chunks.__anext__()
+            refill = await peer.recv()
+            assert refill.id == fid and refill.credit.chunks == half
