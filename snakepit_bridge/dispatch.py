@@ -79,7 +79,7 @@ class ToolDispatcher:
 
     # -- shared steps -----------------------------------------------------------------------
     def _prepare(self, req: pb.ExecuteRequest, streaming: bool,
-                 cancel: Cancellation | None = None
+                 cancel: Cancellation | None = None, args: Any = None
                  ) -> tuple[ToolInfo, dict[str, Any], Cancellation]:
         tool = self.tools.get(req.tool)
         if tool is None:
@@ -93,7 +93,8 @@ class ToolDispatcher:
                 f"{tool.name!r} is a streaming tool: use stream() (ExecuteStream), not execute()",
                 {"tool": tool.name}))
         try:
-            args = serialization.decode(req.args_json, req.blobs)
+            if args is None:   # not decoded already (a packed batch's item is)
+                args = serialization.decode(req.args_json, req.blobs)
         except serialization.JSONDecodeError as exc:
             raise _Failure(error_info("invalid_arguments", "InvalidJSON",
                                       f"arguments of {tool.name!r} are not valid JSON: {exc}",
@@ -199,14 +200,16 @@ class ToolDispatcher:
         info = self.tools.get(tool)
         return info is not None and not info.is_async and not info.streaming
 
-    def run_inline(self, req: pb.ExecuteRequest, cancel: Cancellation) -> pb.ExecuteResponse:
+    def run_inline(self, req: pb.ExecuteRequest, cancel: Cancellation,
+                   args: dict[str, Any] | None = None) -> pb.ExecuteResponse:
         """Run a sync tool (:meth:`inline`) in the calling thread, start to answer. The
         caller has counted the request (:meth:`begin`), watches its deadline and cancels
-        through ``cancel``; the tool sees both as ``ctx.cancelled``."""
+        through ``cancel``; the tool sees both as ``ctx.cancelled``. ``args``: the arguments
+        decoded already (then ``req.args_json`` is not read)."""
         token = telemetry.correlation.set(req.correlation_id)
         try:
             with tracing.span("snakepit.worker.execute", req):
-                tool, kwargs, _ = self._prepare(req, False, cancel)
+                tool, kwargs, _ = self._prepare(req, False, cancel, args)
                 try:
                     value = tool.fn(**kwargs)
                 except Exception as exc:

@@ -53,7 +53,7 @@ Failed = Callable[[int, Exception], None]
 
 class _Job:
     __slots__ = ("fid", "request_id", "requests", "batch", "cancel", "answered", "responses",
-                 "out", "credit")
+                 "out", "credit", "args")
 
     def __init__(self, fid: int, request_id: str, requests: Sequence[pb.ExecuteRequest],
                  batch: bool = False, stream: bool = False) -> None:
@@ -63,6 +63,7 @@ class _Job:
         self.responses: list[pb.ExecuteResponse] = []
         self.out = Out(fid) if stream else None   # a stream's chunks on their way out
         self.credit = 0                           # chunks the host takes now (a stream)
+        self.args: list[Any] | None = None        # a packed batch's items' arguments
 
 
 class InlineRunner:
@@ -97,8 +98,13 @@ class InlineRunner:
     def submit(self, fid: int, request: pb.ExecuteRequest) -> None:
         self._enqueue(_Job(fid, request.request_id, [request], False))
 
-    def submit_batch(self, fid: int, batch: pb.ExecuteBatch) -> None:
-        self._enqueue(_Job(fid, batch.request_id, batch.requests, batch=True))
+    def submit_batch(self, fid: int, batch: pb.ExecuteBatch,
+                     args: list[Any] | None = None) -> None:
+        """``args``: a packed batch's items' arguments (decoded), each run as its template."""
+        requests = batch.requests if args is None else [batch.template] * len(args)
+        job = _Job(fid, batch.request_id, requests, batch=True)
+        job.args = args
+        self._enqueue(job)
 
     def submit_stream(self, fid: int, request: pb.ExecuteRequest) -> None:
         self._enqueue(_Job(fid, request.request_id, [request], stream=True))
@@ -223,13 +229,14 @@ class InlineRunner:
             self._failed_frame(job.fid, exc)
 
     def _run_batch(self, job: _Job) -> None:
-        for request in job.requests:
+        for n, request in enumerate(job.requests):
             with self._lock:
                 if job.answered:
                     return
                 cancel = job.cancel = deadline_of(request)
                 self._schedule(job, cancel)
-            response = self._dispatcher.run_inline(request, cancel)
+            response = self._dispatcher.run_inline(
+                request, cancel, job.args[n] if job.args is not None else None)
             with self._lock:
                 if job.answered:
                     return

@@ -107,6 +107,7 @@ class PipeServer:
         self.inline: InlineRunner | None = None
         self.reading: Reading | None = None
         self._solo = False   # one call at a time: sync tools run on the reading thread
+        self._packed: set[int] = set()   # packed batches in flight: their answer is packed
         self._write_lock = threading.Lock()
         self._closed: str | None = None     # why the pipe is closed, once it is
         self._host = PipeHostClient(self)
@@ -178,6 +179,9 @@ class PipeServer:
             self.segments.export(message)
             carriers = [message]
         elif kind == "results":
+            if fid in self._packed:
+                self._packed.discard(fid)
+                message = _packed_results(message)
             carriers = list(message.responses)
             for response in carriers:
                 self.segments.export(response)
@@ -212,6 +216,7 @@ class PipeServer:
                 raise ConnectionError(self._closed) from exc
 
     def send_error(self, fid: int, category: str, type_: str, message: str) -> None:
+        self._packed.discard(fid)
         self.send(fid, "error", error_info(category, type_, message))
 
     def _answer(self, fid: int, kind: str, message: Any) -> None:
@@ -245,14 +250,22 @@ class PipeServer:
             elif kind == "credit" and inline.credit(fid, frame.credit.chunks):
                 pass
             elif kind == "execute_batch":
-                if not self._batch_ok(fid, frame.execute_batch):
+                batch = frame.execute_batch
+                args = self._unpack_batch(fid, batch) if batch.packed_args_json else None
+                tool = batch.template.tool if args is not None else \
+                    batch.requests[0].tool if batch.requests else ""
+                if batch.packed_args_json and args is None:
                     pass   # refused with an error frame
-                elif core.dispatcher.inline(frame.execute_batch.requests[0].tool):
-                    inline.submit_batch(fid, frame.execute_batch)
+                elif not self._batch_ok(fid, batch, args):
+                    pass   # refused with an error frame
+                elif core.dispatcher.inline(tool):
+                    inline.submit_batch(fid, batch, args)
                 else:
+                    if args is not None:   # the loop runs requests: the items as such
+                        self._expand(batch, args)
                     loop.call_soon_threadsafe(self.handle, frame)
             elif kind == "cancel" and inline.cancel(fid):
-                pass
+                self._packed.discard(fid)   # it gets no answer
             elif kind in HOST_REPLIES:
                 self._host.resolve(fid, kind, frame)
             elif kind == "heartbeat":
@@ -266,10 +279,41 @@ class PipeServer:
         except RuntimeError:
             pass   # the event loop has finished: the worker is exiting
 
-    def _batch_ok(self, fid: int, batch: pb.ExecuteBatch) -> bool:
+    def _unpack_batch(self, fid: int, batch: pb.ExecuteBatch) -> list[Any] | None:
+        """A packed batch's items' arguments (its answer will be packed when every item
+        succeeds); None (and an error frame sent) when they are not a JSON array of objects."""
+        try:
+            items = serialization.decode(batch.packed_args_json)
+            if not isinstance(items, list) or not items or \
+                    not all(type(item) is dict for item in items):
+                raise ValueError("not a non-empty array of objects")
+        except ValueError as exc:
+            self.send_error(fid, "invalid_arguments", "BadBatch",
+                            f"a packed batch's arguments must be a JSON array of objects: {exc}")
+            return None
+        self._packed.add(fid)
+        return items
+
+    @staticmethod
+    def _expand(batch: pb.ExecuteBatch, args: list[Any]) -> None:
+        """A packed batch's items as ``requests``: the template with each one's arguments."""
+        template, dumps = batch.template, serialization.dumps
+        for n, item in enumerate(args):
+            batch.requests.add(tool=template.tool, args_json=dumps(item),
+                               session_id=template.session_id,
+                               correlation_id=template.correlation_id, timeout=template.timeout,
+                               request_id=f"{batch.request_id}.{n}", metadata=template.metadata)
+
+    def _batch_ok(self, fid: int, batch: pb.ExecuteBatch, args: list[Any] | None) -> bool:
         """False (and an error frame sent) for a batch we must refuse: a duplicate id, no
-        items, several tools, or a segment the host may not name."""
+        items, several tools, or a segment the host may not name (``args``: a packed one's)."""
         assert self.inline is not None
+        if args is not None:
+            if fid in self.inline.jobs or fid in self.tasks:
+                self.send_error(fid, "internal", "DuplicateId",
+                                f"frame id {fid} is already in flight: 'execute_batch' refused")
+                return False
+            return True
         tools = {request.tool for request in batch.requests}
         if fid in self.inline.jobs or fid in self.tasks:
             self.send_error(fid, "internal", "DuplicateId",
@@ -483,6 +527,15 @@ class PipeServer:
                         self.send(0, "telemetry_event", event)
         except ConnectionError:
             pass
+
+
+def _packed_results(results: pb.ExecuteResults) -> pb.ExecuteResults:
+    """The answer to a packed batch: packed when every item succeeded without blobs."""
+    responses = results.responses
+    if all(r.success and not r.blobs for r in responses):
+        return pb.ExecuteResults(packed_json=b"[" + b",".join(
+            r.result_json or b"null" for r in responses) + b"]")
+    return results
 
 
 class PipeHostClient:

@@ -241,14 +241,9 @@ def encode(value: Any, *, root: str = "value", large: LargeBlobs | None = None
     part with no exact form, starting at ``root`` (``args["x"][3]``). Large buffers go to
     ``large`` (default: the context's ``LARGE``); what it took is dropped again if encoding
     fails."""
-    try:   # most values need no hook (no blobs, no conversions) and hold no null to check
-        data = orjson.dumps(value)
-    except orjson.JSONEncodeError:
-        pass
-    else:
-        # (count, not `in`: `in` costs twice as much on these short bytes, measured)
-        if not data.count(b"null") and not data.count(_BLOB_REF):
-            return data, {}
+    data = encode_plain(value)
+    if data is not None:
+        return data, {}
     large = large if large is not None else LARGE.get()
     blobs: dict[str, pb.Blob] = {}
     try:
@@ -256,6 +251,20 @@ def encode(value: Any, *, root: str = "value", large: LargeBlobs | None = None
     except BaseException:
         _drop(blobs, large)
         raise
+
+
+def encode_plain(value: Any) -> bytes | None:
+    """``value``'s JSON when it needs nothing but plain JSON (no blobs, no conversions, no
+    null to check for NaN), as :func:`encode` would give it; None otherwise. Most values: no
+    hook is made or called for them."""
+    try:
+        data = orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return None
+    # (count, not `in`: `in` costs twice as much on these short bytes, measured)
+    if data.count(b"null") or data.count(_BLOB_REF):
+        return None
+    return data
 
 
 def _drop(blobs: dict[str, pb.Blob], large: LargeBlobs | None) -> None:

@@ -18,7 +18,6 @@ from contextlib import AbstractContextManager, asynccontextmanager, contextmanag
     nullcontext
 from typing import Any, AsyncIterator, Iterator, cast
 
-import attrs
 import trio
 from opentelemetry import propagate, trace
 
@@ -29,6 +28,7 @@ from snakepit.chunk import Chunk
 from snakepit.pool.dispatcher import Dispatcher
 from snakepit.pool.runtime import PoolRuntime
 from snakepit.pool.worker import Worker
+from snakepit.transport.base import PackedResults
 from snakepit.validate import check_seconds, encode_args
 from snakepit_bridge import serialization
 from snakepit_bridge.proto import bridge_pb2 as pb
@@ -73,18 +73,7 @@ class Pool:
                  into: Any = None) -> pb.ExecuteRequest:
         """The request for one call, validated and encoded; ``into``: a repeated field of
         ExecuteRequests to add it to (a batch's, without building it twice)."""
-        if not isinstance(tool, str) or not tool:
-            raise InvalidArgumentsError(f"tool must be a non-empty string, got {tool!r}")
-        if args is None:
-            args = {}
-        if not isinstance(args, dict):
-            raise InvalidArgumentsError(
-                f"args must be a dict of argument names to values, got {type(args).__name__}",
-                details={"tool": tool})
-        adapter = self.runtime.adapter
-        adapter.validate(tool, args)
-        args = adapter.prepare_args(tool, args)
-        args_json, blobs = encode_args(tool, args)
+        args_json, blobs = encode_args(tool, self._prepared(tool, args))
         make = pb.ExecuteRequest if into is None else into.add
         request: pb.ExecuteRequest = make(
             request_id=f"{self.runtime.run_token}-{next(self._ids)}", tool=tool,
@@ -95,6 +84,20 @@ class Pool:
             for key, blob in blobs.items():
                 request.blobs[key].CopyFrom(blob)
         return request
+
+    def _prepared(self, tool: str, args: Any) -> dict[str, Any]:
+        """A call's arguments, checked and passed through the adapter's hooks."""
+        if not isinstance(tool, str) or not tool:
+            raise InvalidArgumentsError(f"tool must be a non-empty string, got {tool!r}")
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise InvalidArgumentsError(
+                f"args must be a dict of argument names to values, got {type(args).__name__}",
+                details={"tool": tool})
+        adapter = self.runtime.adapter
+        adapter.validate(tool, args)
+        return cast(dict[str, Any], adapter.prepare_args(tool, args))
 
     def _timeout(self, tool: str, args: Any, timeout: float | None, default: float) -> float:
         if timeout is None:
@@ -107,6 +110,16 @@ class Pool:
             raise InvalidArgumentsError(f"a batch is a non-empty list of argument dicts, got "
                                         f"{args_list!r:.60}", details={"tool": tool})
         batch = pb.ExecuteBatch(request_id=f"{self.runtime.run_token}-{next(self._ids)}")
+        if self.batches:   # the pipe: plain arguments go as one JSON array (the packed form)
+            prepared = [self._prepared(tool, args) for args in args_list]
+            packed = serialization.encode_plain(prepared)
+            if packed is not None:
+                template = batch.template
+                template.tool, template.session_id = tool, session_id or ""
+                template.correlation_id = f"{self._run}-{next(self._corr)}"
+                template.timeout = 0.0 if math.isinf(timeout) else timeout
+                batch.packed_args_json = packed
+                return batch
         for args in args_list:
             self._request(tool, args, session_id, None, timeout, into=batch.requests)
         return batch
@@ -135,7 +148,7 @@ class Pool:
                                   else rt.config.request_timeout)
             if batch:
                 request: Any = self._batch(tool, args, session_id, limit)
-                first = request.requests[0]
+                first = request.requests[0] if request.requests else request.template
                 meta = {"tool": tool, "session_id": session_id, "items": len(args),
                         "correlation_id": first.correlation_id}
             else:
@@ -192,9 +205,16 @@ class Pool:
         an item timed out in the worker: the ones after it never ran."""
         async with self._call("batch", tool, args_list, session_id, timeout, None) as lease:
             responses = await lease.worker.transport.execute_batch(lease.request)
+            adapter = self.runtime.adapter
+            if isinstance(responses, PackedResults):   # every item succeeded
+                lease.answered()
+                if len(responses) != len(args_list):
+                    raise TransportError(f"{len(responses)} results for a batch of "
+                                         f"{len(args_list)} {tool!r} calls",
+                                         details={"tool": tool})
+                return [adapter.process_result(tool, value) for value in responses]
             lease.answered(next((r.error for r in responses if not r.success
                                  and r.error.category == "timeout"), None))
-            adapter = self.runtime.adapter
             outcomes: list[Any] = []
             for response in responses:
                 if response.success:

@@ -30,6 +30,11 @@ def backstop(timeout: float | None) -> float | None:
     return None if timeout is None else timeout + EXECUTE_BACKSTOP
 
 
+class PackedResults(list):  # type: ignore[type-arg]
+    """What ``execute_batch`` returns for a packed batch whose items all succeeded: their
+    results, decoded, in order (instead of an ``ExecuteResponse`` each)."""
+
+
 class TelemetryChannel(Protocol):
     """The worker's event stream (``events``) and its run-time filters (``send``)."""
 
@@ -52,9 +57,10 @@ class Transport(Protocol):
                       timeout: float | None = None) -> pb.ExecuteResponse: ...
 
     async def execute_batch(self, batch: pb.ExecuteBatch, *, timeout: float | None = None
-                            ) -> Sequence[pb.ExecuteResponse]:
+                            ) -> Sequence[pb.ExecuteResponse] | PackedResults:
         """The batch's items in order, each with its own deadline; the responses stop after
-        one that timed out (the items after it never ran)."""
+        one that timed out (the items after it never ran). A packed batch (the pipe's) may
+        come back as :class:`PackedResults`."""
 
     def stream(self, request: pb.ExecuteRequest
                ) -> AsyncContextManager[AsyncIterator[pb.ToolChunk | Chunk]]:

@@ -25,7 +25,7 @@ import trio
 
 from snakepit.errors import RequestTimeout, TransportError, WorkerCrashed
 from snakepit.chunk import plain_chunks
-from snakepit.transport.base import TIMEOUTS, backstop
+from snakepit.transport.base import TIMEOUTS, PackedResults, backstop
 from snakepit_bridge import frames, serialization, shm
 from snakepit_bridge.frames import HEADER, HOST_CALLS, MAX_FRAME
 from snakepit_bridge.proto import bridge_pb2 as pb
@@ -54,6 +54,17 @@ def _chunks_of(frame: pb.Frame) -> Any:
     """The stream chunks a frame carries: a ``chunks`` batch, a lone ``chunk``, or none."""
     kind = frame.WhichOneof("body")
     return frame.chunks.chunks if kind == "chunks" else [frame.chunk] if kind == "chunk" else []
+
+
+def _array(packed: bytes, what: str) -> list[Any]:
+    """The JSON array of a packed message, or TransportError naming ``what`` it is."""
+    try:
+        values = serialization.decode(packed)
+    except ValueError as exc:
+        raise TransportError(f"{what} does not decode: {exc}") from None
+    if not isinstance(values, list):
+        raise TransportError(f"{what} holds {type(values).__name__}, not a JSON array")
+    return values
 
 
 def _discard(frame: pb.Frame, peer: str) -> None:
@@ -108,8 +119,8 @@ class PipeTransport:
         names: list[str] = []
         try:
             names = self._segments.export(message) if kind in shm.BLOB_KINDS else \
-                [n for item in message.requests for n in self._segments.export(item)] \
-                if kind == "execute_batch" else []
+                [n for item in message.requests if item.blobs
+                 for n in self._segments.export(item)] if kind == "execute_batch" else []
             head, body = frames.encode(fid, kind, message)
         except (OSError, ValueError) as exc:   # /dev/shm full, a frame over the limit
             for name in names:
@@ -308,8 +319,11 @@ class PipeTransport:
         """Several calls of one tool in one frame (``ExecuteBatch``): the responses, in order,
         fewer than the items when one timed out (the rest never ran). Large blobs of the items
         and of the responses go by shared memory, as in ``execute``."""
-        return (await self._call("ExecuteBatch", backstop(timeout), "execute_batch", batch)
-                ).results.responses
+        results = (await self._call("ExecuteBatch", backstop(timeout), "execute_batch", batch)
+                   ).results
+        if not results.packed_json:
+            return results.responses
+        return PackedResults(_array(results.packed_json, f"{self.name}'s packed results"))
 
     async def init_session(self, session_id: str, metadata_json: bytes = b"") -> Any:
         return (await self._call("InitSession", TIMEOUTS["init_session"], "init_session",
@@ -394,14 +408,7 @@ class _Chunks:
             self._bytes += sum(blob.shm_size for chunk in chunks if chunk.blobs
                                for blob in chunk.blobs.values())
             return chunks
-        try:
-            values = serialization.decode(body.packed_json)
-        except ValueError as exc:
-            raise TransportError(f"stream from {self._t.name}: a packed chunks frame does not "
-                                 f"decode: {exc}") from None
-        if not isinstance(values, list):
-            raise TransportError(f"stream from {self._t.name}: a packed chunks frame holds "
-                                 f"{type(values).__name__}, not an array")
+        values = _array(body.packed_json, f"stream from {self._t.name}: a packed chunks frame")
         self._received += len(values)
         return plain_chunks(body.first_chunk_id, values)
 

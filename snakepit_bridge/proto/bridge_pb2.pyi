@@ -297,18 +297,24 @@ class ToolChunks(_message.Message):
     def __init__(self, chunks: _Optional[_Iterable[_Union[ToolChunk, _Mapping]]] = ..., first_chunk_id: _Optional[int] = ..., packed_json: _Optional[bytes] = ...) -> None: ...
 
 class ExecuteBatch(_message.Message):
-    __slots__ = ("request_id", "requests")
+    __slots__ = ("request_id", "requests", "template", "packed_args_json")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    PACKED_ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     requests: _containers.RepeatedCompositeFieldContainer[ExecuteRequest]
-    def __init__(self, request_id: _Optional[str] = ..., requests: _Optional[_Iterable[_Union[ExecuteRequest, _Mapping]]] = ...) -> None: ...
+    template: ExecuteRequest
+    packed_args_json: bytes
+    def __init__(self, request_id: _Optional[str] = ..., requests: _Optional[_Iterable[_Union[ExecuteRequest, _Mapping]]] = ..., template: _Optional[_Union[ExecuteRequest, _Mapping]] = ..., packed_args_json: _Optional[bytes] = ...) -> None: ...
 
 class ExecuteResults(_message.Message):
-    __slots__ = ("responses",)
+    __slots__ = ("responses", "packed_json")
     RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    PACKED_JSON_FIELD_NUMBER: _ClassVar[int]
     responses: _containers.RepeatedCompositeFieldContainer[ExecuteResponse]
-    def __init__(self, responses: _Optional[_Iterable[_Union[ExecuteResponse, _Mapping]]] = ...) -> None: ...
+    packed_json: bytes
+    def __init__(self, responses: _Optional[_Iterable[_Union[ExecuteResponse, _Mapping]]] = ..., packed_json: _Optional[bytes] = ...) -> None: ...
 
 class Frame(_message.Message):
     __slots__ = ("id", "execute", "execute_stream", "result", "chunk", "cancel", "credit", "heartbeat", "heartbeat_reply", "describe", "description", "ping", "pong", "init_session", "session_initialized", "end_session", "session_ended", "error", "call_host_tool", "list_host_tools", "host_tools", "get_variable", "set_variable", "variable", "get_program", "store_program", "program", "telemetry_control", "telemetry_event", "chunks", "execute_batch", "results")

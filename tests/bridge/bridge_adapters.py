@@ -185,3 +185,15 @@ class StreamAdapter(ThreadSafeAdapter):
         yield "first"
         await asyncio.sleep(seconds)
         yield "second"
+
+
+class PackedTools(BaseAdapter):
+    """The same sum as a sync tool (run on a tool thread) and an async one (on the loop)."""
+
+    @tool
+    def add(self, a: int, b: int) -> int:
+        return a + b
+
+    @tool
+    async def add_async(self, a: int, b: int) -> int:
+        return a + b

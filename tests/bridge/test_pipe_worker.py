@@ -1,5 +1,6 @@
 """The worker's side of the pipe transport, driven by raw frames over a real socketpair."""
 
+import json
 import os
 import time
 import uuid
@@ -203,3 +204,45 @@ def test_a_long_tool_on_a_one_at_a_time_worker_hands_the_reading_over(pipe_worke
     send(host, execute(5, "add", b'{"a": 1, "b": 2}'))
     reply = recv(host)
     assert reply.id == 5 and reply.result.result_json == b"3", reply
+
+
+def packed(fid, tool, items, timeout=0.0):
+    return pb.Frame(id=fid, execute_batch=pb.ExecuteBatch(
+        request_id=f"p{fid}", template=pb.ExecuteRequest(tool=tool, timeout=timeout),
+        packed_args_json=json.dumps(items).encode()))
+
+
+@pytest.mark.parametrize("tool", ["add", "add_async"])
+def test_a_packed_batch_is_answered_packed_when_every_item_succeeds(tool):
+    # a sync tool's items run on a tool thread, an async tool's on the loop (expanded there)
+    with spawn_pipe_worker("bridge_adapters:PackedTools") as (_, host):
+        send(host, packed(1, tool, [{"a": i, "b": 1} for i in range(5)]))
+        reply = recv(host)
+        assert reply.id == 1 and not reply.results.responses, reply
+        assert json.loads(reply.results.packed_json) == [1, 2, 3, 4, 5]
+        # an item that fails: a response per item, its error at its place
+        send(host, packed(2, tool, [{"a": 1, "b": 1}, {"a": "x", "b": 1}, {"a": 2, "b": 2}]))
+        reply = recv(host)
+        assert reply.id == 2 and not reply.results.packed_json, reply
+        assert [r.success for r in reply.results.responses] == [True, False, True]
+        assert reply.results.responses[1].error.category in ("invalid_arguments", "tool")
+
+
+def test_a_packed_batch_whose_item_times_out_ends_there(pipe_worker):
+    _, host = pipe_worker
+    send(host, packed(1, "sleep", [{"seconds": 0.01}, {"seconds": 30}, {"seconds": 0.01}],
+                      timeout=0.3))
+    reply = recv(host, timeout=30)
+    assert reply.id == 1 and not reply.results.packed_json, reply
+    assert [r.success for r in reply.results.responses] == [True, False]
+    assert reply.results.responses[1].error.category == "timeout"
+
+
+@pytest.mark.parametrize("raw", [b"[1, 2]", b"{}", b"[]", b"[{"])
+def test_a_packed_batch_that_is_not_an_array_of_objects_is_refused(pipe_worker, raw):
+    _, host = pipe_worker
+    send(host, pb.Frame(id=1, execute_batch=pb.ExecuteBatch(
+        request_id="p", template=pb.ExecuteRequest(tool="add"), packed_args_json=raw)))
+    reply = recv(host)
+    assert reply.id == 1 and reply.error.type == "BadBatch", reply
+    still_serving(host)

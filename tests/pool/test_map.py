@@ -127,3 +127,15 @@ async def test_an_item_timing_out_in_its_batch_fails_with_its_index(make_config)
                     got.append(v)
         assert len(got) == 150 and info.value.details["index"] == 150
         assert await app.execute("add", {"a": 1, "b": 2}) == 3
+
+
+async def test_items_with_bytes_nones_and_plain_values_come_back_exactly(make_config):
+    # plain items travel as one JSON array each way (the pipe's packed batches); an item with
+    # bytes (a blob) or a None (null) goes as a request of its own: the results are the same
+    items = [{"x": 1}, {"x": b"\x00\xff" * 3}, {"x": None}, {"x": [1.5, "s"]}, {"x": {}}] * 8
+    async with snakepit.start(make_config(size=2)) as app:
+        async with app.map("echo", iter(items)) as results:
+            got = [value async for value in results]
+        assert got == [{"x": item["x"]} for item in items]
+        async with app.map("echo", iter([{"x": i} for i in range(300)])) as results:
+            assert [value async for value in results] == [{"x": i} for i in range(300)]
