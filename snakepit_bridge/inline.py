@@ -53,7 +53,7 @@ Failed = Callable[[int, Exception], None]
 
 class _Job:
     __slots__ = ("fid", "request_id", "requests", "batch", "cancel", "answered", "responses",
-                 "out", "credit", "args")
+                 "out", "credit", "args", "armed")
 
     def __init__(self, fid: int, request_id: str, requests: Sequence[pb.ExecuteRequest],
                  batch: bool = False, stream: bool = False) -> None:
@@ -64,6 +64,7 @@ class _Job:
         self.out = Out(fid) if stream else None   # a stream's chunks on their way out
         self.credit = 0                           # chunks the host takes now (a stream)
         self.args: list[Any] | None = None        # a packed batch's items' arguments
+        self.armed: float | None = None   # a batch: the deadline its timer entry is for
 
 
 class InlineRunner:
@@ -234,7 +235,12 @@ class InlineRunner:
                 if job.answered:
                     return
                 cancel = job.cancel = deadline_of(request)
-                self._schedule(job, cancel)
+                # one timer entry per batch, not per item: it comes due no later than this
+                # item's deadline, and the timer re-arms it for the item running then
+                if cancel.deadline is not None and (job.armed is None
+                                                    or cancel.deadline < job.armed):
+                    job.armed = cancel.deadline
+                    self._schedule(job, cancel)
             response = self._dispatcher.run_inline(
                 request, cancel, job.args[n] if job.args is not None else None)
             with self._lock:
@@ -311,8 +317,8 @@ class InlineRunner:
             return
         heap = self._deadlines
         if len(heap) > 256 and len(heap) > 4 * len(self.jobs):
-            heap[:] = [e for e in heap if e[2].cancel is e[3] and not e[2].answered
-                       and self.jobs.get(e[2].fid) is e[2]]
+            heap[:] = [e for e in heap if (e[2].cancel is e[3] or e[2].batch)
+                       and not e[2].answered and self.jobs.get(e[2].fid) is e[2]]
             heapq.heapify(heap)
         earliest = heap[0][0] if heap else None
         heapq.heappush(heap, (cancel.deadline, next(self._order), job, cancel))
@@ -330,6 +336,16 @@ class InlineRunner:
                 now = time.monotonic()
                 while heap and heap[0][0] <= now:
                     _, _, job, cancel = heapq.heappop(heap)
+                    if job.batch and job.cancel is not cancel and not job.answered \
+                            and self.jobs.get(job.fid) is job:
+                        cancel = job.cancel   # the item running now: is it due too?
+                        job.armed = cancel.deadline
+                        if cancel.deadline is None:
+                            continue
+                        if cancel.deadline > now:
+                            heapq.heappush(heap, (cancel.deadline, next(self._order), job,
+                                                  cancel))
+                            continue
                     if not job.answered and job.cancel is cancel \
                             and self.jobs.get(job.fid) is job:
                         job.answered = True
