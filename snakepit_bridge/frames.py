@@ -58,4 +58,3 @@ def encode(fid: int, kind: str, message: Any) -> list[bytes]:
             f"blobs (bytes, numpy arrays) of {1 << 20} bytes or more travel outside the frame, "
             f"through shared memory: send large data as those, not inside the JSON")
     return [HEADER.pack(len(head) + len(body)) + head, body]
-

@@ -21,9 +21,9 @@ out the batch is answered with the responses so far and that timeout, and the re
 A stream (a sync generator tool) runs on its thread too: an item is pulled only within the
 host's credit, and its chunks reach the pipe through the :class:`~snakepit_bridge.outbox.Outbox`
 (batched as they pile up); its deadline or the host's cancel stops it at the next item (the
-deadline with a final timeout chunk), and the generator is closed on its own thread. From submit
-until its thread is done with it, a job's request id is in the dispatcher's ``running`` (the heartbeat reports it),
-so the host knows when an abandoned tool has really returned.
+deadline with a final timeout chunk), and the generator is closed on its own thread. From
+submit until its thread is done with it, a job's request id is in the dispatcher's ``running``
+(the heartbeat reports it), so the host knows when an abandoned tool has really returned.
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@
 A tool thread that pulls a generator only appends what it pulled (plain chunks' JSON goes
 straight into one array, a :class:`Run`: held as separate ``bytes`` objects, orjson's output
 costs ~3 µs each, measured, against ~0.1 µs when it is dropped at once); the flusher takes
-everything pending for a stream when it runs and hands it to ``write`` in one go. So a chunk never waits
-for the next one (an idle flusher is woken by the first chunk), and a fast generator's chunks
-leave in few frames (they pile up while the flusher waits for the interpreter lock or writes):
-the batching costs no timer and no guess. Entries of one stream are written in the order they
-were put, the final one last; nothing is put after a stream's final entry.
+everything pending for a stream when it runs and hands it to ``write`` in one go. So a chunk
+never waits for the next one (an idle flusher is woken by the first chunk), and a fast
+generator's chunks leave in few frames (they pile up while the flusher waits for the
+interpreter lock or writes): the batching costs no timer and no guess. Entries of one stream
+are written in the order they were put, the final one last; nothing is put after a stream's
+final entry.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from __future__ import annotations
 import collections
 import threading
 from typing import Any, Callable
+
+from snakepit_bridge.proto import bridge_pb2 as pb
 
 # write(fid, first_chunk_id, entries): write a stream's entries, each a Run or a ToolChunk
 # (any thread; may block)
@@ -91,7 +94,9 @@ class Outbox:
         failed."""
         if out.failed:
             return
-        if type(entry) is bytes:
+        if type(entry) is bytes and len(entry) >= RUN_BYTES:   # alone, without a copy
+            out.entries.append(pb.ToolChunk(data_json=entry))
+        elif type(entry) is bytes:
             run = out.entries[-1] if out.entries else None
             if type(run) is not Run or len(run.json) >= RUN_BYTES:
                 run = Run()

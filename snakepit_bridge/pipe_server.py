@@ -8,19 +8,18 @@ Each frame is a 4-byte little-endian length, then a serialized Frame; each reque
 into :class:`~snakepit_bridge.core.WorkerCore`. A reader thread reads the pipe (blocking): it
 answers pings and heartbeats itself, hands requests for sync unary tools and sync generator
 streams to tool threads (:class:`~snakepit_bridge.inline.InlineRunner`: no event loop on that
-path; a stream's plain chunks leave packed, many to a frame), resolves the
-answers to the worker's own host calls, and passes every other frame to the asyncio loop, where
-requests run as tasks keyed by frame id (Cancel cancels the task; an id already in flight is
-refused). A worker that serves one call at a time runs a sync tool on the reading thread
-itself, which hands the reading over when the tool runs long
-(:class:`~snakepit_bridge.reading.Reading`). Any thread writes a whole frame at a time under
-one lock. Stream chunks are pulled
-within the credit the host grants, and the chunks that are ready when the sender runs leave
-together in one frame. The worker's calls into the host (:class:`PipeHostClient`) and its telemetry events
+path; a stream's plain chunks leave packed, many to a frame), resolves the answers to the
+worker's own host calls, and passes every other frame to the asyncio loop, where requests run
+as tasks keyed by frame id (Cancel cancels the task; an id already in flight is refused). A
+worker that serves one call at a time runs a sync tool on the reading thread itself, which
+hands the reading over when the tool runs long (:class:`~snakepit_bridge.reading.Reading`). Any
+thread writes a whole frame at a time under one lock. Stream chunks are pulled within the
+credit the host grants, and the chunks that are ready when the sender runs leave together in
+one frame. The worker's calls into the host (:class:`PipeHostClient`) and its telemetry events
 travel on the same pipe. A frame that does not parse ends the connection: the peer is not
-speaking the protocol, and the worker stops as if the host were gone. Every request is answered,
-with an error frame when it cannot be served, and a frame may name only the host's own
-shared-memory segments: anything else is refused and left alone.
+speaking the protocol, and the worker stops as if the host were gone. Every request is
+answered, with an error frame when it cannot be served, and a frame may name only the host's
+own shared-memory segments: anything else is refused and left alone.
 """
 
 from __future__ import annotations
@@ -230,9 +229,8 @@ class PipeServer:
         assert core is not None and inline is not None and loop is not None
         try:
             if kind == "execute" and core.dispatcher.inline(frame.execute.tool):
-                if fid in inline.jobs or fid in self.tasks:
-                    self.send_error(fid, "internal", "DuplicateId",
-                                    f"frame id {fid} is already in flight: {kind!r} refused")
+                if self._in_flight(fid, kind):
+                    pass   # refused with an error frame
                 elif frame.execute.blobs and not self._own_segments(fid, frame.execute):
                     pass   # refused with an error frame
                 elif self._solo and not inline.jobs and self.reading is not None:
@@ -241,9 +239,8 @@ class PipeServer:
                     inline.submit(fid, frame.execute)
             elif kind == "execute_stream" and \
                     core.dispatcher.inline_stream(frame.execute_stream.tool):
-                if fid in inline.jobs or fid in self.tasks:
-                    self.send_error(fid, "internal", "DuplicateId",
-                                    f"frame id {fid} is already in flight: {kind!r} refused")
+                if self._in_flight(fid, kind):
+                    pass   # refused with an error frame
                 elif not frame.execute_stream.blobs or \
                         self._own_segments(fid, frame.execute_stream):
                     inline.submit_stream(fid, frame.execute_stream)
@@ -251,12 +248,14 @@ class PipeServer:
                 pass
             elif kind == "execute_batch":
                 batch = frame.execute_batch
+                if self._in_flight(fid, kind):
+                    return   # refused with an error frame
                 args = self._unpack_batch(fid, batch) if batch.packed_args_json else None
                 tool = batch.template.tool if args is not None else \
                     batch.requests[0].tool if batch.requests else ""
                 if batch.packed_args_json and args is None:
                     pass   # refused with an error frame
-                elif not self._batch_ok(fid, batch, args):
+                elif args is None and not self._batch_ok(fid, batch):
                     pass   # refused with an error frame
                 elif core.dispatcher.inline(tool):
                     inline.submit_batch(fid, batch, args)
@@ -304,21 +303,21 @@ class PipeServer:
                                correlation_id=template.correlation_id, timeout=template.timeout,
                                request_id=f"{batch.request_id}.{n}", metadata=template.metadata)
 
-    def _batch_ok(self, fid: int, batch: pb.ExecuteBatch, args: list[Any] | None) -> bool:
-        """False (and an error frame sent) for a batch we must refuse: a duplicate id, no
-        items, several tools, or a segment the host may not name (``args``: a packed one's)."""
-        assert self.inline is not None
-        if args is not None:
-            if fid in self.inline.jobs or fid in self.tasks:
-                self.send_error(fid, "internal", "DuplicateId",
-                                f"frame id {fid} is already in flight: 'execute_batch' refused")
-                return False
+    def _in_flight(self, fid: int, kind: str) -> bool:
+        """True (and a DuplicateId error frame sent) if request ``fid`` is already in flight."""
+        if (self.inline is not None and fid in self.inline.jobs) or fid in self.tasks:
+            # (not send_error: that would forget the packed form of the request in flight)
+            self.send(fid, "error", error_info(
+                "internal", "DuplicateId",
+                f"frame id {fid} is already in flight: {kind!r} refused"))
             return True
+        return False
+
+    def _batch_ok(self, fid: int, batch: pb.ExecuteBatch) -> bool:
+        """False (and an error frame sent) for a batch of requests we must refuse: no items,
+        several tools, or a segment the host may not name."""
         tools = {request.tool for request in batch.requests}
-        if fid in self.inline.jobs or fid in self.tasks:
-            self.send_error(fid, "internal", "DuplicateId",
-                            f"frame id {fid} is already in flight: 'execute_batch' refused")
-        elif len(tools) != 1:
+        if len(tools) != 1:
             self.send_error(fid, "invalid_arguments", "BadBatch",
                             f"a batch names one tool in each of its 1 or more items, got "
                             f"{len(batch.requests)} items naming {sorted(tools)}")
@@ -350,9 +349,8 @@ class PipeServer:
         fid = frame.id
         core = self.core
         assert core is not None, "start() attaches the core before frames are read"
-        if kind in _TASK_KINDS and fid in self.tasks:
-            self.send_error(fid, "internal", "DuplicateId",
-                            f"frame id {fid} is already in flight: {kind!r} refused")
+        if kind in _TASK_KINDS and self._in_flight(fid, kind):
+            pass   # refused with an error frame
         elif kind in shm.BLOB_KINDS and not self._own_segments(fid, getattr(frame, kind)):
             pass   # refused with an error frame
         elif kind == "describe":
@@ -508,16 +506,19 @@ class PipeServer:
                 chunk.chunk_id = first
                 first += 1
                 self.segments.export(chunk)   # its large blobs go by shared memory
-            pieces += self._frame(fid, "chunks", pb.ToolChunks(chunks=run), run) \
-                if len(run) > 1 else self._frame(fid, "chunk", run[0], run)
+            pieces += self._chunk_frame(fid, run)
             i += len(run)
         self._write(pieces)
 
     def _send_chunks(self, fid: int, chunks: list[pb.ToolChunk]) -> None:
+        self._write(self._chunk_frame(fid, chunks))
+
+    def _chunk_frame(self, fid: int, chunks: list[pb.ToolChunk]) -> list[bytes]:
+        """Consecutive chunks of stream ``fid`` as one frame: ``chunk`` for one, else
+        ``chunks``."""
         if len(chunks) == 1:
-            self._write(self._frame(fid, "chunk", chunks[0], chunks))
-        else:
-            self._write(self._frame(fid, "chunks", pb.ToolChunks(chunks=chunks), chunks))
+            return self._frame(fid, "chunk", chunks[0], chunks)
+        return self._frame(fid, "chunks", pb.ToolChunks(chunks=chunks), chunks)
 
     async def _forward_telemetry(self, core: WorkerCore) -> None:
         try:
