@@ -5,7 +5,6 @@
     runner.submit_batch(fid, batch) # several calls, run in order by one thread
     runner.submit_stream(fid, request)  # a sync generator, its chunks within the credit
     runner.credit(fid, chunks)      # reader thread: the host takes that many more chunks
-    runner.run_here(fid, request)   # reader thread: run it right here (one call at a time)
     runner.cancel(fid)              # reader thread: the host gave up on it
     runner.close()
 
@@ -28,7 +27,6 @@ submit until its thread is done with it, a job's request id is in the dispatcher
 
 from __future__ import annotations
 
-import collections
 import contextvars
 import heapq
 import itertools
@@ -81,8 +79,6 @@ class InlineRunner:
         self._threads: list[threading.Thread] = []
         self._idle = 0                     # threads waiting for a job nobody claimed yet
         self._backlog = 0                  # jobs queued with no thread to take them yet
-        self._here = 0                     # jobs running on the reading thread (run_here)
-        self._held: collections.deque[_Job] = collections.deque()   # submitted meanwhile
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()      # answered flags, idle count, the deadline heap
         self.jobs: dict[int, _Job] = {}    # fid -> job, until its thread is done with it
@@ -126,13 +122,6 @@ class InlineRunner:
         with self._lock:
             if not job.batch:   # counted from now; a batch item's from its start
                 self._schedule(job, job.cancel)
-            if self._here or self._held:   # a job runs on the reading thread: it waits
-                self._held.append(job)
-                return
-        self._dispatch(job)
-
-    def _dispatch(self, job: _Job) -> None:
-        with self._lock:
             # each job is claimed at once by an idle thread, a new one, or the backlog
             start = False
             if self._idle:
@@ -177,31 +166,6 @@ class InlineRunner:
                         self._backlog -= 1   # this thread takes a queued job next
                     else:
                         self._idle += 1
-
-    def run_here(self, fid: int, request: pb.ExecuteRequest) -> None:
-        """Run a sync unary tool on the calling thread (the pipe's reading thread, when the
-        worker serves one call at a time and nothing else runs: no hand-off at all), with the
-        same deadline, cancel and answer rules as a queued job."""
-        job = _Job(fid, request.request_id, [request])
-        self.jobs[fid] = job
-        self._dispatcher.begin(job.request_id)
-        with self._lock:
-            self._here += 1   # it takes a thread's place: jobs submitted meanwhile wait
-            self._schedule(job, job.cancel)
-        try:
-            self._run(job)
-        finally:
-            self._finish(job)
-            with self._lock:
-                self._here -= 1
-            while True:   # in order; a job submitted meanwhile joins the end of the line
-                with self._lock:
-                    if not self._held:
-                        break
-                    waiting = self._held[0]
-                self._dispatch(waiting)
-                with self._lock:
-                    self._held.popleft()
 
     def _run(self, job: _Job) -> None:
         try:

@@ -10,9 +10,7 @@ answers pings and heartbeats itself, hands requests for sync unary tools and syn
 streams to tool threads (:class:`~snakepit_bridge.inline.InlineRunner`: no event loop on that
 path; a stream's plain chunks leave packed, many to a frame), resolves the answers to the
 worker's own host calls, and passes every other frame to the asyncio loop, where requests run
-as tasks keyed by frame id (Cancel cancels the task; an id already in flight is refused). A
-worker that serves one call at a time runs a sync tool on the reading thread itself, which
-hands the reading over when the tool runs long (:class:`~snakepit_bridge.reading.Reading`). Any
+as tasks keyed by frame id (Cancel cancels the task; an id already in flight is refused). Any
 thread writes a whole frame at a time under one lock. Stream chunks are pulled within the
 credit the host grants, and the chunks that are ready when the sender runs leave together in
 one frame. The worker's calls into the host (:class:`PipeHostClient`) and its telemetry events
@@ -35,18 +33,19 @@ import socket
 import threading
 from typing import Any, Coroutine, Sequence
 
+from google.protobuf.message import DecodeError
+
 
 from snakepit_bridge import frames, serialization, shm
 from snakepit_bridge.context import HostCaller, HostToolError
 from snakepit_bridge.core import WorkerCore
 from snakepit_bridge.dispatch import error_info
-from snakepit_bridge.frames import HOST_CALLS
+from snakepit_bridge.frames import HEADER, HOST_CALLS
 from snakepit_bridge.inline import InlineRunner
 from snakepit_bridge.lifetime import Lifetime
 from snakepit_bridge.outbox import Run
-from snakepit_bridge.reading import Reading
 from snakepit_bridge.proto import bridge_pb2 as pb
-from snakepit_bridge.protocol import SHM_PREFIX_ENV, MessageTooLarge
+from snakepit_bridge.protocol import MAX_FRAME, SHM_PREFIX_ENV, MessageTooLarge
 
 log = logging.getLogger("snakepit_bridge.pipe")
 
@@ -104,8 +103,6 @@ class PipeServer:
         self.credits: dict[int, _Credit] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.inline: InlineRunner | None = None
-        self.reading: Reading | None = None
-        self._solo = False   # one call at a time: sync tools run on the reading thread
         self._packed: set[int] = set()   # packed batches in flight: their answer is packed
         self._write_lock = threading.Lock()
         self._closed: str | None = None     # why the pipe is closed, once it is
@@ -124,7 +121,6 @@ class PipeServer:
     # -- Carrier ---------------------------------------------------------------------------
     async def start(self, core: WorkerCore, lifetime: Lifetime) -> int:
         self.core = core
-        self._solo = core.capacity == 1
         if self.segments.enabled:   # results written straight into segments (serialization)
             serialization.LARGE.set(self.segments)
         loop = self.loop = asyncio.get_running_loop()
@@ -139,12 +135,12 @@ class PipeServer:
             if not ended.done():   # cancelled by stop()
                 ended.set_result(None)
 
-        def read_ended() -> None:
-            with self._write_lock:
-                if self._closed is None:
-                    self._closed = "the host closed the pipe"
-            with contextlib.suppress(RuntimeError):   # the loop has already finished
-                loop.call_soon_threadsafe(end)
+        def read() -> None:
+            try:
+                self._read()
+            finally:
+                with contextlib.suppress(RuntimeError):   # the loop has already finished
+                    loop.call_soon_threadsafe(end)
 
         async def serve_then_stop() -> None:
             try:
@@ -152,8 +148,7 @@ class PipeServer:
             finally:
                 self._finished()
             lifetime.host_lost("pipe closed: the host is gone")
-        self.reading = Reading(self.sock, self._route, read_ended, contextvars.copy_context())
-        self.reading.start()
+        threading.Thread(target=read, name="snakepit-pipe-reader", daemon=True).start()
         self._serving = asyncio.ensure_future(serve_then_stop())
         return 0
 
@@ -221,6 +216,41 @@ class PipeServer:
     def _answer(self, fid: int, kind: str, message: Any) -> None:
         self.send(fid, kind, message)
 
+    def _read(self) -> None:
+        """The reader thread: frames until the host closes its end or breaks the protocol."""
+        buf = bytearray()
+        need = HEADER.size
+        try:
+            while True:
+                data = self.sock.recv(max(1 << 16, min(need - len(buf), 1 << 24)))
+                if not data:
+                    return   # the host closed its end: it is gone
+                buf += data
+                while len(buf) >= HEADER.size:
+                    (size,) = HEADER.unpack_from(buf)
+                    if size > MAX_FRAME:
+                        log.error("frame of %d bytes exceeds the %d limit: closing the pipe",
+                                  size, MAX_FRAME)
+                        return
+                    need = HEADER.size + size
+                    if len(buf) < need:
+                        break
+                    try:
+                        with memoryview(buf) as view:
+                            frame = pb.Frame.FromString(view[HEADER.size:need])
+                    except DecodeError as exc:
+                        log.error("malformed frame from the host (%s): closing the pipe", exc)
+                        return
+                    del buf[:need]
+                    need = HEADER.size
+                    self._route(frame)
+        except OSError:
+            return   # closed under us (stop), or the host is gone
+        finally:
+            with self._write_lock:
+                if self._closed is None:
+                    self._closed = "the host closed the pipe"
+
     def _route(self, frame: pb.Frame) -> None:
         """(reader thread) Serve what needs no event loop; pass the rest to ``handle``."""
         kind = frame.WhichOneof("body")
@@ -233,8 +263,6 @@ class PipeServer:
                     pass   # refused with an error frame
                 elif frame.execute.blobs and not self._own_segments(fid, frame.execute):
                     pass   # refused with an error frame
-                elif self._solo and not inline.jobs and self.reading is not None:
-                    self.reading.run_here(inline.run_here, fid, frame.execute)
                 else:
                     inline.submit(fid, frame.execute)
             elif kind == "execute_stream" and \
@@ -337,8 +365,6 @@ class PipeServer:
         self._host.fail_all("the pipe to the host closed")
         if self.inline is not None:
             self.inline.close()
-        if self.reading is not None:
-            self.reading.close()
         with contextlib.suppress(OSError):
             # the reader thread sees EOF (the fd itself is closed when the process exits:
             # closing it here could hand its number to another file under the reader)
@@ -581,8 +607,6 @@ class PipeHostClient:
             self._pending[fid] = (reply, future)
         try:
             self._send(fid, kind, request)
-            if self._server.reading is not None:   # its answer comes through the pipe
-                self._server.reading.hand_over()
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             raise HostToolError("host", "DEADLINE_EXCEEDED",

@@ -21,6 +21,15 @@ def in_flight(app):
     return sorted(w["in_flight"] for w in app.workers())
 
 
+async def worker_has_read_what_was_sent(app):
+    """A ping straight to the only worker's transport: its answer comes after the worker has
+    read every frame sent before it (one reading thread takes them in order), so a cancel sent
+    before it has reached the worker. Releasing the first call before that would race the
+    cancel: the request in line could start before its cancel arrives."""
+    (worker,) = app.pool().runtime.workers.values()
+    await worker.transport.ping()
+
+
 async def test_a_request_waits_inside_the_busy_worker_and_the_next_in_the_queue(
         make_config, tmp_path):
     first, second = Gate(tmp_path, "first"), Gate(tmp_path, "second")
@@ -57,6 +66,7 @@ async def test_a_request_that_times_out_in_the_worker_line_never_starts(make_con
             await first.running()
             with pytest.raises(errors.RequestTimeout):
                 await app.execute("block_on", second.args, timeout=0.3)
+            await worker_has_read_what_was_sent(app)
             first.release()
         # The worker answers the next call only after its line has passed the given-up
         # request, which it skipped: it never created its marker.
@@ -86,6 +96,7 @@ async def test_a_request_cancelled_in_the_worker_line_is_not_run(make_config, tm
                 inner.start_soon(app.execute, "block_on", second.args)
                 await wait_for(lambda: in_flight(app) == [2])
                 inner.cancel_scope.cancel()
+            await worker_has_read_what_was_sent(app)
             first.release()
         assert outcome["first"] == "done"
         # the same process answers: the worker confirmed the end, it was not killed at cancel_grace
