@@ -121,6 +121,12 @@ class RequestTimeout(SnakepitError):
     category = "timeout"
 
 
+class DeadlinePassed(RequestTimeout):
+    """Internal: the caller's deadline passed while its call waited (for a worker, or for the
+    worker's answer, which the worker was told to cancel). The pool raises a RequestTimeout
+    naming the tool and its timeout in its place."""
+
+
 class QueueTimeout(SnakepitError):
     """The request waited longer than ``queue_timeout`` for a worker; it never ran."""
 

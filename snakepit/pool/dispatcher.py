@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import collections
 import enum
+import math
 
 import trio
 
-from snakepit.errors import (PoolSaturated, QueueTimeout, SessionWorkerUnavailable,
-                             ShuttingDown, WorkerBusy)
+from snakepit.errors import (DeadlinePassed, PoolSaturated, QueueTimeout,
+                             SessionWorkerUnavailable, ShuttingDown, WorkerBusy)
 from snakepit.pool.roster import Entry, Member, Roster, WorkerState
 
 
@@ -84,8 +85,11 @@ class Dispatcher:
                                                          WorkerState.DRAINING)]
 
     # -- requests ---------------------------------------------------------------------------
-    async def checkout(self, session_id: str | None = None) -> Member:
-        """A worker with a free slot for one request (waiting in the queue if need be)."""
+    async def checkout(self, session_id: str | None = None, deadline: float = math.inf
+                       ) -> Member:
+        """A worker with a free slot for one request (waiting in the queue if need be, until
+        ``queue_timeout`` passes (QueueTimeout) or the call's ``deadline`` (trio time) does,
+        whichever comes first (DeadlinePassed))."""
         if self._closed:
             raise ShuttingDown(f"pool {self.pool!r} is shutting down")
         wants: str | None = None
@@ -112,7 +116,7 @@ class Dispatcher:
                 entry = self.roster.take_ahead()
             if entry is not None:
                 return self._bind(entry, session_id)
-        return self._bind(await self._wait(wants), session_id)
+        return self._bind(await self._wait(wants, deadline), session_id)
 
     # -- internals --------------------------------------------------------------------------
     def _bind(self, entry: Entry, session_id: str | None) -> Member:
@@ -141,7 +145,7 @@ class Dispatcher:
             waiter.error = SessionWorkerUnavailable.gone(None, entry.worker.id, self.pool)
             waiter.event.set()
 
-    async def _wait(self, wants: str | None) -> Entry:
+    async def _wait(self, wants: str | None, deadline: float) -> Entry:
         if len(self._queue) >= self.max_queue_size:
             self.pool_saturated += 1
             raise PoolSaturated(
@@ -149,14 +153,19 @@ class Dispatcher:
                 details={"pool": self.pool, "max_queue_size": self.max_queue_size})
         waiter = _Waiter(wants)
         self._queue.append(waiter)
+        queue_deadline = trio.current_time() + self.queue_timeout
         try:
-            with trio.move_on_after(self.queue_timeout) as scope:
+            with trio.move_on_at(min(queue_deadline, deadline)) as scope:
                 await waiter.event.wait()
         except BaseException:
             self._abandon(waiter)   # the caller was cancelled
             raise
         if scope.cancelled_caught:
             self._abandon(waiter)   # a slot handed over at the deadline is passed on
+            if deadline < queue_deadline:
+                raise DeadlinePassed(f"the call's deadline passed while it waited for a "
+                                     f"worker of pool {self.pool!r}",
+                                     details={"pool": self.pool})
             self.queue_timeouts += 1
             raise QueueTimeout(
                 f"no worker of pool {self.pool!r} became free within "

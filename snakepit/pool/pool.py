@@ -21,9 +21,9 @@ from typing import Any, AsyncIterator, Iterator, cast
 import trio
 from opentelemetry import propagate, trace
 
-from snakepit.errors import (InvalidArgumentsError, PoolNotReady, PoolSaturated, QueueTimeout,
-                             RequestTimeout, ShuttingDown, SnakepitError, TransportError,
-                             WorkerCrashed, error_from_wire)
+from snakepit.errors import (DeadlinePassed, InvalidArgumentsError, PoolNotReady,
+                             PoolSaturated, QueueTimeout, RequestTimeout, ShuttingDown,
+                             SnakepitError, TransportError, WorkerCrashed, error_from_wire)
 from snakepit.chunk import Chunk
 from snakepit.pool.dispatcher import Dispatcher
 from snakepit.pool.runtime import PoolRuntime
@@ -157,10 +157,14 @@ class Pool:
                         "correlation_id": request.correlation_id}
             if events and kind != "stream":
                 rt.emit(start, {"system_time": time.time()}, meta)
+            # The call's deadline ends the wait for a worker and the wait for its answer, with
+            # no cancel scope around them (a scope costs more than the rest of a pipe call's
+            # wait); a stream, whose chunks the caller takes inside the block, runs in one.
+            deadline = t0 + (limit * len(args) if batch else limit)
             with _span(kind, self.name, first) as span, \
-                    trio.move_on_after(limit * len(args) if batch else limit) as scope:
-                worker = cast(Worker, await self._checkout(session_id, meta))
-                lease = _Lease(self, worker, request, trio.current_time() - t0)
+                    (trio.move_on_at(deadline) if kind == "stream" else _UNSCOPED) as scope:
+                worker = cast(Worker, await self._checkout(session_id, meta, deadline))
+                lease = _Lease(self, worker, request, trio.current_time() - t0, deadline)
                 meta["worker_id"] = worker.id
                 if span is not None:
                     span.set_attribute("snakepit.worker", worker.id)
@@ -176,10 +180,11 @@ class Pool:
                 finally:
                     lease.end()
             if scope.cancelled_caught:
-                raise RequestTimeout(f"{tool!r} did not finish within {limit} s",
-                                     details={"tool": tool, "timeout": limit,
-                                              "pool": self.name})
+                raise DeadlinePassed(f"{tool!r} passed its deadline")
         except SnakepitError as exc:
+            error = exc if not isinstance(exc, DeadlinePassed) else RequestTimeout(
+                f"{tool!r} did not finish within {limit} s",
+                details={"tool": tool, "timeout": limit, "pool": self.name})
             rt.errors += 1
             # A call that fails before any I/O (saturated, bad arguments) is still a
             # checkpoint, so a retry loop cannot starve the event loop.
@@ -187,9 +192,11 @@ class Pool:
             if events:
                 rt.emit(failed, {"duration": trio.current_time() - t0,
                                  "queue_time": lease.queue_time if lease else 0.0},
-                        {**meta, "success": False, "kind": type(exc).__name__,
-                         "reason": exc.message})
-            raise
+                        {**meta, "success": False, "kind": type(error).__name__,
+                         "reason": error.message})
+            if error is exc:
+                raise
+            raise error from None
         if events:
             rt.emit(stop, {"duration": trio.current_time() - t0,
                            "queue_time": lease.queue_time if lease else 0.0,
@@ -204,7 +211,8 @@ class Pool:
         result, or the :class:`SnakepitError` it failed with. Fewer outcomes than items when
         an item timed out in the worker: the ones after it never ran."""
         async with self._call("batch", tool, args_list, session_id, timeout, None) as lease:
-            responses = await lease.worker.transport.execute_batch(lease.request)
+            responses = await lease.worker.transport.execute_batch(lease.request,
+                                                                   deadline=lease.deadline)
             adapter = self.runtime.adapter
             if isinstance(responses, PackedResults):   # every item succeeded
                 lease.answered()
@@ -234,8 +242,8 @@ class Pool:
                       timeout: float | None = None, correlation_id: str | None = None) -> Any:
         async with self._call("execute", tool, args, session_id, timeout,
                               correlation_id) as lease:
-            response = await lease.worker.transport.execute(
-                lease.request, timeout=lease.request.timeout or None)
+            response = await lease.worker.transport.execute(lease.request,
+                                                            deadline=lease.deadline)
             lease.answered(response.error if not response.success else None)
             if not response.success:
                 raise _error(response.error)
@@ -243,9 +251,10 @@ class Pool:
             result = self.runtime.adapter.process_result(tool, result)
         return result
 
-    async def _checkout(self, session_id: str | None, meta: dict[str, Any]) -> Any:
+    async def _checkout(self, session_id: str | None, meta: dict[str, Any],
+                        deadline: float) -> Any:
         try:
-            return await self.dispatcher.checkout(session_id)
+            return await self.dispatcher.checkout(session_id, deadline)
         except PoolSaturated:
             self.runtime.emit(("pool", "saturated"), {"queued": self.dispatcher.queued},
                               {**meta, "max_queue_size": self.dispatcher.max_queue_size})
@@ -310,6 +319,7 @@ class Pool:
 
 
 _UNTRACED: AbstractContextManager[Any] = nullcontext()
+_UNSCOPED: AbstractContextManager[Any] = nullcontext(trio.CancelScope())   # never cancelled
 
 
 def _span(kind: str, pool: str, request: pb.ExecuteRequest) -> AbstractContextManager[Any]:
@@ -351,13 +361,15 @@ _EVENTS = {
 class _Lease:
     """One request's hold on a worker, from checkout until the worker is given back."""
 
-    __slots__ = ("pool", "worker", "request", "queue_time", "finished", "chunks",
+    __slots__ = ("pool", "worker", "request", "queue_time", "deadline", "finished", "chunks",
                  "_chunk_events")
 
     def __init__(self, pool: Pool, worker: Worker, request: pb.ExecuteRequest,
-                 queue_time: float) -> None:
+                 queue_time: float, deadline: float) -> None:
         self.pool, self.worker, self.request = pool, worker, request
         self.queue_time = queue_time
+        # the call's end (trio time) for the transport; None: no timeout
+        self.deadline = None if deadline == math.inf else deadline
         self.finished = False    # the worker answered: the tool has ended there
         self.chunks = 0
         self._chunk_events = pool.runtime.listening(STREAM_CHUNK)

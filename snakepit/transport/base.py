@@ -53,10 +53,15 @@ class Transport(Protocol):
 
     async def describe(self) -> pb.DescribeResponse: ...
 
-    async def execute(self, request: pb.ExecuteRequest, *,
-                      timeout: float | None = None) -> pb.ExecuteResponse: ...
+    async def execute(self, request: pb.ExecuteRequest, *, timeout: float | None = None,
+                      deadline: float | None = None) -> pb.ExecuteResponse:
+        """``timeout``: the worker's own limit (``request.timeout``), which the transport waits
+        for plus EXECUTE_BACKSTOP; ``deadline`` (trio time): the caller's, at which the request
+        is cancelled in the worker and ``errors.DeadlinePassed`` raised. A deadline costs less
+        than a cancel scope around the call (a heap entry on the pipe, grpcio's own timer)."""
 
-    async def execute_batch(self, batch: pb.ExecuteBatch, *, timeout: float | None = None
+    async def execute_batch(self, batch: pb.ExecuteBatch, *, timeout: float | None = None,
+                            deadline: float | None = None
                             ) -> Sequence[pb.ExecuteResponse] | PackedResults:
         """The batch's items in order, each with its own deadline; the responses stop after
         one that timed out (the items after it never ran). A packed batch (the pipe's) may

@@ -23,8 +23,8 @@ import grpc  # noqa: E402
 import grpc.experimental  # noqa: E402  (ChannelOptions; not imported by `import grpc`)
 import trio  # noqa: E402
 
-from snakepit.errors import (InvalidArgumentsError, RequestTimeout, SnakepitError,  # noqa
-                             TransportError, WorkerCrashed)
+from snakepit.errors import (DeadlinePassed, InvalidArgumentsError, RequestTimeout,  # noqa
+                             SnakepitError, TransportError, WorkerCrashed)
 from snakepit.transport.base import TIMEOUTS, backstop  # noqa: E402
 from snakepit_bridge import shm  # noqa: E402
 from snakepit_bridge.proto import bridge_pb2 as pb  # noqa: E402
@@ -112,9 +112,18 @@ class GrpcTransport:
         # every other to_thread call in the process (session saves, channel closes, streams).
         self._pumps = trio.CapacityLimiter(math.inf)
 
-    async def _unary(self, method: str, request: Any, timeout: float | None = None) -> Any:
+    async def _unary(self, method: str, request: Any, timeout: float | None = None,
+                     deadline: float | None = None) -> Any:
+        """``method`` called with ``timeout`` (grpcio's deadline), or until ``deadline`` (trio
+        time: grpcio's timer ends the call there, no cancel scope needed) if that is earlier,
+        then DeadlinePassed."""
         if self._closed:
             raise WorkerCrashed(f"transport to {self.address} is closed")
+        ours = False
+        if deadline is not None:
+            left = max(0.0, deadline - trio.current_time())
+            if timeout is None or left < timeout:
+                timeout, ours = left, True
         fut = getattr(self._stub, method).future(request, metadata=self._metadata,
                                                  timeout=timeout)
         task = trio.lowlevel.current_task()
@@ -142,7 +151,10 @@ class GrpcTransport:
         try:
             return fut.result()
         except (grpc.RpcError, grpc.FutureCancelledError) as exc:
-            raise map_rpc_error(exc, self.address, method) from None
+            error = map_rpc_error(exc, self.address, method)
+            if ours and isinstance(error, RequestTimeout):
+                raise DeadlinePassed(error.message, details=error.details) from None
+            raise error from None
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Nothing to run: grpcio's own threads carry the calls."""
@@ -156,15 +168,18 @@ class GrpcTransport:
     async def describe(self) -> Any:
         return await self._unary("Describe", pb.DescribeRequest(), TIMEOUTS["describe"])
 
-    async def execute(self, request: Any, *, timeout: float | None = None) -> Any:
+    async def execute(self, request: Any, *, timeout: float | None = None,
+                      deadline: float | None = None) -> Any:
         _inline_blobs(request, self.address, "Execute")
-        return await self._unary("Execute", request, backstop(timeout))
+        return await self._unary("Execute", request, backstop(timeout), deadline)
 
-    async def execute_batch(self, batch: Any, *, timeout: float | None = None) -> Any:
+    async def execute_batch(self, batch: Any, *, timeout: float | None = None,
+                            deadline: float | None = None) -> Any:
         """One unary call per item (gRPC has no batch frame), in order, until one times out."""
         responses = []
         for request in batch.requests:
-            response = await self.execute(request, timeout=request.timeout or None)
+            response = await self.execute(request, timeout=request.timeout or None,
+                                          deadline=deadline)
             responses.append(response)
             if not response.success and response.error.category == "timeout":
                 break

@@ -21,11 +21,13 @@ import os
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
+import outcome
 import trio
 
-from snakepit.errors import RequestTimeout, TransportError, WorkerCrashed
+from snakepit.errors import DeadlinePassed, TransportError, WorkerCrashed
 from snakepit.chunk import plain_chunks
 from snakepit.transport.base import TIMEOUTS, PackedResults, backstop
+from snakepit.transport.deadlines import Deadlines
 from snakepit_bridge import frames, serialization, shm
 from snakepit_bridge.frames import HEADER, HOST_CALLS, MAX_FRAME
 from snakepit_bridge.proto import bridge_pb2 as pb
@@ -67,6 +69,17 @@ def _array(packed: bytes, what: str) -> list[Any]:
     return values
 
 
+def _after(seconds: float) -> float:
+    return trio.current_time() + seconds
+
+
+def _earliest(timeout: float | None, deadline: float | None) -> float | None:
+    """The deadline of a call with ``timeout`` seconds and/or an absolute ``deadline``."""
+    if timeout is None:
+        return deadline
+    return min(_after(timeout), math.inf if deadline is None else deadline)
+
+
 def _discard(frame: pb.Frame, peer: str) -> None:
     """Remove the segments of a frame's chunks nobody will read (only the worker's own)."""
     for chunk in _chunks_of(frame):
@@ -74,11 +87,28 @@ def _discard(frame: pb.Frame, peer: str) -> None:
 
 
 class _Slot:
-    __slots__ = ("event", "frame")
+    """A call waiting for its reply: the reader reschedules ``task`` with the frame (None: the
+    pipe broke; ``_EXPIRED``: its deadline passed). Cheaper than an Event and a cancel scope:
+    nothing to park on, no second wake-up, the deadline a heap entry (``Deadlines``)."""
+    __slots__ = ("task", "fid", "slots")
 
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.frame: pb.Frame | None = None
+    def __init__(self, fid: int, slots: dict[int, "_Slot"]) -> None:
+        self.task = trio.lowlevel.current_task()
+        self.fid, self.slots = fid, slots
+
+    def fill(self, frame: pb.Frame | None) -> None:
+        trio.lowlevel.reschedule(self.task, outcome.Value(frame))
+
+    def expire(self) -> None:
+        if self.slots.pop(self.fid, None) is self:
+            self.fill(_EXPIRED)
+
+
+_EXPIRED = pb.Frame()
+
+
+def _abort(raise_cancel: Any) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.SUCCEEDED   # the caller takes its slot back itself
 
 
 class PipeTransport:
@@ -99,6 +129,7 @@ class PipeTransport:
         self._writing = False   # the writer task holds frames it has taken from _out
         self._ids = itertools.count(1)
         self._slots: dict[int, _Slot] = {}
+        self._deadlines = Deadlines()
         self._streams: dict[int, trio.MemorySendChannel[Any]] = {}
         self._out: list[bytes] = []
         self._wake = trio.Event()
@@ -109,6 +140,7 @@ class PipeTransport:
         self._nursery = nursery
         nursery.start_soon(self._reader)
         nursery.start_soon(self._writer)
+        nursery.start_soon(self._deadlines.run)
 
     # -- carriage ---------------------------------------------------------------------------
     def _send(self, fid: int, kind: str, message: Any) -> list[str]:
@@ -158,12 +190,21 @@ class PipeTransport:
             self._fail(f"write failed: {exc!r}")
 
     async def _reader(self) -> None:
+        # Waits, then reads the socket itself (not SocketStream.receive_some, which first
+        # tries a read that finds nothing after every reply: a system call per call).
+        sock = self._sock
         buf = bytearray()
         need = HEADER.size   # bytes of the frame being read (a receive buffer is this big)
         try:
             while True:
-                data = await self._stream.receive_some(max(1 << 16,
-                                                           min(need - len(buf), 1 << 24)))
+                await trio.lowlevel.wait_readable(sock)
+                try:
+                    data = sock.recv(max(1 << 16, min(need - len(buf), 1 << 24)))
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    self._fail(f"read failed: {exc!r}")
+                    return
                 if not data:
                     break
                 buf += data
@@ -224,8 +265,7 @@ class PipeTransport:
             return
         slot = self._slots.pop(frame.id, None)
         if slot is not None:
-            slot.frame = frame
-            slot.event.set()
+            slot.fill(frame)
         elif kind in shm.BLOB_KINDS:
             shm.discard(getattr(frame, kind), self._peer)   # its caller gave up
         elif kind == "results":
@@ -237,7 +277,7 @@ class PipeTransport:
             return
         self._closed, self._error = True, why
         for slot in self._slots.values():
-            slot.event.set()    # frame stays None: the caller raises WorkerCrashed
+            slot.fill(None)    # the caller raises WorkerCrashed
         self._slots.clear()
         for channel in self._streams.values():
             channel.close()
@@ -263,45 +303,42 @@ class PipeTransport:
                     category="host", type="Unsendable", message=exc.message))
 
     # -- calls ------------------------------------------------------------------------------
-    async def _call(self, what: str, timeout: float | None, kind: str, message: Any
+    async def _call(self, what: str, deadline: float | None, kind: str, message: Any
                     ) -> pb.Frame:
+        """Send ``message`` and wait for its reply. At ``deadline`` (trio time) the worker is
+        told to cancel and the call raises :class:`DeadlinePassed`."""
         fid = next(self._ids)
-        slot = self._slots[fid] = _Slot()
+        slot = self._slots[fid] = _Slot(fid, self._slots)
+        entry = None if deadline is None else self._deadlines.add(deadline, slot.expire)
         names: list[str] = []
-        # A deadline of our own only if it comes before the caller's (the pool's scope always
-        # does): a cancel scope costs more than the rest of this method.
-        deadline = math.inf if timeout is None else trio.current_time() + timeout
-        scope: trio.CancelScope | None = None
         try:
             names = self._send(fid, kind, message)
-            if deadline < trio.current_effective_deadline():
-                with trio.CancelScope(deadline=deadline) as scope:
-                    await slot.event.wait()
-            else:
-                await slot.event.wait()
+            frame: pb.Frame | None = await trio.lowlevel.wait_task_rescheduled(_abort)
         except BaseException:
             if self._slots.pop(fid, None) is not None and not self._closed:
                 self._send(fid, "cancel", pb.Cancel())
             raise
         finally:
+            if entry is not None:
+                self._deadlines.drop(entry)
             for name in names:   # read and unlinked by the worker, unless it never got there
                 shm.unlink(name)
-        if scope is not None and scope.cancelled_caught:
-            self._slots.pop(fid, None)
-            self._send(fid, "cancel", pb.Cancel())
-            raise RequestTimeout(f"{what} to {self.name} exceeded its deadline")
-        if slot.frame is None:
+        if frame is _EXPIRED:
+            if not self._closed:
+                self._send(fid, "cancel", pb.Cancel())
+            raise DeadlinePassed(f"{what} to {self.name} exceeded its deadline")
+        if frame is None:
             raise WorkerCrashed(f"{what} to {self.name} failed: {self._error}")
-        answered = slot.frame.WhichOneof("body")
+        answered = frame.WhichOneof("body")
         if answered == "error":
-            raise TransportError(f"{what} to {self.name}: {slot.frame.error.message}")
+            raise TransportError(f"{what} to {self.name}: {frame.error.message}")
         if answered != REPLIES[kind]:
             raise TransportError(f"{what} to {self.name} was answered with a {answered!r} "
                                  f"frame, not {REPLIES[kind]!r}")
-        return slot.frame
+        return frame
 
     async def ping(self) -> Any:
-        return (await self._call("Ping", TIMEOUTS["ping"], "ping",
+        return (await self._call("Ping", _after(TIMEOUTS["ping"]), "ping",
                                  pb.PingRequest(message="ping"))).pong
 
     async def heartbeat(self, seq: int) -> Any:
@@ -309,29 +346,32 @@ class PipeTransport:
                 ).heartbeat_reply
 
     async def describe(self) -> Any:
-        return (await self._call("Describe", TIMEOUTS["describe"], "describe",
+        return (await self._call("Describe", _after(TIMEOUTS["describe"]), "describe",
                                  pb.DescribeRequest())).description
 
-    async def execute(self, request: Any, *, timeout: float | None = None) -> Any:
-        return (await self._call("Execute", backstop(timeout), "execute", request)).result
+    async def execute(self, request: Any, *, timeout: float | None = None,
+                      deadline: float | None = None) -> Any:
+        return (await self._call("Execute", _earliest(backstop(timeout), deadline), "execute",
+                                 request)).result
 
-    async def execute_batch(self, batch: Any, *, timeout: float | None = None) -> Any:
+    async def execute_batch(self, batch: Any, *, timeout: float | None = None,
+                            deadline: float | None = None) -> Any:
         """Several calls of one tool in one frame (``ExecuteBatch``): the responses, in order,
         fewer than the items when one timed out (the rest never ran). Large blobs of the items
         and of the responses go by shared memory, as in ``execute``."""
-        results = (await self._call("ExecuteBatch", backstop(timeout), "execute_batch", batch)
-                   ).results
+        results = (await self._call("ExecuteBatch", _earliest(backstop(timeout), deadline),
+                                    "execute_batch", batch)).results
         if not results.packed_json:
             return results.responses
         return PackedResults(_array(results.packed_json, f"{self.name}'s packed results"))
 
     async def init_session(self, session_id: str, metadata_json: bytes = b"") -> Any:
-        return (await self._call("InitSession", TIMEOUTS["init_session"], "init_session",
+        return (await self._call("InitSession", _after(TIMEOUTS["init_session"]), "init_session",
                                  pb.InitSessionRequest(
             session_id=session_id, metadata_json=metadata_json))).session_initialized
 
     async def end_session(self, session_id: str) -> Any:
-        return (await self._call("EndSession", TIMEOUTS["end_session"], "end_session",
+        return (await self._call("EndSession", _after(TIMEOUTS["end_session"]), "end_session",
                                  pb.EndSessionRequest(
             session_id=session_id))).session_ended
 

@@ -13,12 +13,13 @@ signals it records (``("SIGTERM" | "SIGKILL", time)``) and the calls it served a
 
 from __future__ import annotations
 
+import math
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 import trio
 
-from snakepit.errors import WorkerCrashed, WorkerStartError
+from snakepit.errors import DeadlinePassed, WorkerCrashed, WorkerStartError
 from snakepit.pool.process import Ready
 from snakepit_bridge import serialization
 from snakepit_bridge.proto import bridge_pb2 as pb
@@ -261,12 +262,15 @@ class FakeTransport:
         return pb.DescribeResponse(adapter="Fake", language="fake", capacity=1,
                                    tools=[pb.ToolSpec(name=n) for n in self.world.tools])
 
-    async def execute(self, request: pb.ExecuteRequest, *,
-                      timeout: float | None = None) -> pb.ExecuteResponse:
+    async def execute(self, request: pb.ExecuteRequest, *, timeout: float | None = None,
+                      deadline: float | None = None) -> pb.ExecuteResponse:
         self._check()
         call = self.world.begin(self.process, request)
         try:
-            await call.done.wait()   # set when the tool ends, or dies with its process
+            with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
+                await call.done.wait()   # set when the tool ends, or dies with its process
+            if scope.cancelled_caught:
+                raise DeadlinePassed(f"{call.tool!r} on fake worker {self.process.key}")
         finally:
             # The caller gave up: the worker cancels the tool, which ends at once unless it
             # ignores cancellation (a sync tool runs to its end).

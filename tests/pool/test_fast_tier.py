@@ -186,3 +186,25 @@ async def test_a_worker_cancelling_through_a_dispatcher_restart_comes_back_to_th
         assert fp.stats()["available"] == 1
         assert await fp.pool.execute("echo", {"value": 11}) == 11
         assert process.served == 2 and process.signals == []
+
+
+# -- a call's deadline ------------------------------------------------------------------------
+async def test_a_calls_timeout_counts_its_wait_in_the_queue(clock):
+    world = World()
+    async with world.pool(size=1, queue_timeout=100.0) as fp, trio.open_nursery() as nursery:
+        held = Call(nursery, fp, "hold")
+        [running] = await world.until(lambda: world.running_calls("hold"))
+        t0 = trio.current_time()
+        with pytest.raises(RequestTimeout) as info:   # queued all along: never ran
+            await fp.pool.execute("echo", {"value": 1}, timeout=3.0)
+        assert trio.current_time() - t0 == pytest.approx(3.0)
+        assert info.value.details == {"tool": "echo", "timeout": 3.0, "pool": fp.runtime.name}
+        assert type(info.value) is RequestTimeout and fp.stats()["queue_timeouts"] == 0
+        running.finish()
+        assert await held.value() == "done"
+        t0 = trio.current_time()
+        with pytest.raises(RequestTimeout) as info:   # on a worker: it is told to cancel
+            await fp.pool.execute("hold", timeout=2.5)
+        assert trio.current_time() - t0 == pytest.approx(2.5)
+        assert type(info.value) is RequestTimeout and info.value.details["tool"] == "hold"
+        assert await fp.pool.execute("echo", {"value": 2}) == 2

@@ -13,7 +13,7 @@ import trio
 
 import snakepit
 from snakepit import telemetry
-from snakepit.errors import RequestTimeout, WorkerCrashed
+from snakepit.errors import DeadlinePassed, RequestTimeout, WorkerCrashed
 from snakepit.transport.base import Transport
 from snakepit_bridge.proto import bridge_pb2 as pb
 
@@ -64,6 +64,23 @@ async def test_cancellation_reaches_the_worker(make_config, transport):
             while "slow" in (await t.heartbeat(1)).running:
                 await trio.sleep(0.02)
         ok = await t.execute(request("add", b'{"a": 1, "b": 1}', rid="next"))
+        assert ok.result_json == b"2"
+
+
+async def test_the_callers_deadline_ends_the_call_and_reaches_the_worker(make_config,
+                                                                         transport):
+    async with transport_of(make_config) as t:
+        for call in (lambda d: t.execute(request("sleep", b'{"seconds": 30}', rid="d1"),
+                                         deadline=d),
+                     lambda d: t.execute_batch(pb.ExecuteBatch(request_id="d2", requests=[
+                         request("sleep", b'{"seconds": 30}', rid="d2")]), deadline=d)):
+            with trio.fail_after(10), pytest.raises(DeadlinePassed):
+                await call(trio.current_time() + 0.3)
+            with trio.fail_after(10):   # the worker was told to cancel: the tool ends there
+                while (await t.heartbeat(1)).running:
+                    await trio.sleep(0.02)
+        ok = await t.execute(request("add", b'{"a": 1, "b": 1}', rid="next"),
+                             deadline=trio.current_time() + 30)
         assert ok.result_json == b"2"
 
 
