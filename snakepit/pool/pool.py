@@ -138,7 +138,7 @@ class Pool:
         batch = kind == "batch"
         rt.requests += len(args) if batch and isinstance(args, list) else 1
         start, stop, failed = _EVENTS[kind]
-        events = rt.listening(start) or rt.listening(stop) or rt.listening(failed)
+        events = rt.listening(start, stop, failed)
         t0 = trio.current_time()
         lease: _Lease | None = None
         meta: dict[str, Any] = {}

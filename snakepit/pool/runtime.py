@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import psutil
 import trio
 
+from snakepit import telemetry
 from snakepit.config import PoolConfig
 from snakepit.errors import SnakepitError
 from snakepit.pool.dispatcher import Dispatcher
@@ -149,10 +150,13 @@ class PoolRuntime:
                 worker.telemetry_stream.send(control)
 
 
-    def listening(self, event: tuple[str, ...]) -> bool:
-        """Whether anyone listens to ("snakepit", *event) — skip building the event if not."""
-        from snakepit import telemetry
-        return telemetry.hub.listening(("snakepit",) + event)
+    def listening(self, *events: tuple[str, ...]) -> bool:
+        """Whether anyone listens to ("snakepit", *event) for any of ``events`` — skip
+        building them if not."""
+        for event in events:
+            if telemetry.hub.listening(("snakepit",) + event):
+                return True
+        return False
 
     def emit(self, event: tuple[str, ...], measurements: dict[str, Any],
              metadata: dict[str, Any]) -> None:

@@ -8,7 +8,8 @@
 
 Events are tuples of strings. A handler runs in the code that emits the event (keep it quick);
 one that raises is detached and reported once — it never breaks the emitting code. With no
-handler attached for an event, :meth:`TelemetryHub.execute` is one dict lookup.
+handler attached for an event, :meth:`TelemetryHub.execute` is one dict lookup, and
+:meth:`TelemetryHub.listening` tells the emitting code not to build the event at all.
 """
 
 from __future__ import annotations
@@ -26,21 +27,32 @@ Event = tuple[str, ...]
 Handler = Callable[[Event, dict[str, Any], dict[str, Any], Any], Any]
 
 
+Entry = tuple[str, Handler, Any, "Callable[[], bool] | None"]
+
+
 class TelemetryHub:
     def __init__(self) -> None:
-        self._handlers: dict[str, tuple[tuple[Event, ...], Handler, Any]] = {}
-        self._index: dict[Event, list[tuple[str, Handler, Any]]] = {}
+        self._handlers: dict[str, tuple[tuple[Event, ...], Entry]] = {}
+        self._index: dict[Event, list[Entry]] = {}
 
-    def attach(self, handler_id: str, event: Event, fn: Handler, config: Any = None) -> None:
-        self.attach_many(handler_id, [event], fn, config)
+    def attach(self, handler_id: str, event: Event, fn: Handler, config: Any = None, *,
+               only_if: Callable[[], bool] | None = None) -> None:
+        self.attach_many(handler_id, [event], fn, config, only_if=only_if)
 
     def attach_many(self, handler_id: str, events: Iterable[Event], fn: Handler,
-                    config: Any = None) -> None:
+                    config: Any = None, *, only_if: Callable[[], bool] | None = None) -> None:
+        """``only_if``: a cheap check; while it returns false the handler is skipped and
+        does not count as listening, so an event nobody else wants is not even built (the
+        OpenTelemetry histogram's handler: only while an SDK is installed)."""
         if handler_id in self._handlers:
             raise AlreadyRegistered(f"telemetry handler {handler_id!r} is already attached",
                                     details={"handler_id": handler_id})
         if not callable(fn):
             raise InvalidArgumentsError(f"telemetry handler must be callable, got {fn!r}")
+        if only_if is not None and not callable(only_if):
+            raise InvalidArgumentsError(
+                f"only_if must be a callable or None, got {only_if!r}",
+                details={"field": "only_if", "value": repr(only_if)})
         checked = []
         for event in events:
             if not isinstance(event, tuple) or not event or \
@@ -48,9 +60,10 @@ class TelemetryHub:
                 raise InvalidArgumentsError(
                     f"a telemetry event is a non-empty tuple of strings, got {event!r}")
             checked.append(event)
-        self._handlers[handler_id] = (tuple(checked), fn, config)
+        entry: Entry = (handler_id, fn, config, only_if)
+        self._handlers[handler_id] = (tuple(checked), entry)
         for event in checked:
-            self._index.setdefault(event, []).append((handler_id, fn, config))
+            self._index.setdefault(event, []).append(entry)
 
     def detach(self, handler_id: str) -> bool:
         entry = self._handlers.pop(handler_id, None)
@@ -65,17 +78,22 @@ class TelemetryHub:
         return True
 
     def handlers(self) -> dict[str, list[Event]]:
-        return {hid: list(events) for hid, (events, _, _) in self._handlers.items()}
+        return {hid: list(events) for hid, (events, _) in self._handlers.items()}
 
     def listening(self, event: Event) -> bool:
-        return event in self._index
+        handlers = self._index.get(event)
+        if not handlers:
+            return False
+        return any(only_if is None or only_if() for _, _, _, only_if in handlers)
 
     def execute(self, event: Event, measurements: dict[str, Any],
                 metadata: dict[str, Any]) -> None:
         handlers = self._index.get(event)
         if not handlers:
             return
-        for handler_id, fn, config in list(handlers):
+        for handler_id, fn, config, only_if in list(handlers):
+            if only_if is not None and not only_if():
+                continue
             try:
                 fn(event, measurements, metadata, config)
             except Exception:

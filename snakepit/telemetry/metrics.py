@@ -10,9 +10,12 @@ at collection time.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Iterator
 
 import trio
+
+from opentelemetry.metrics import _internal as _otel_api
 
 from snakepit.errors import ConfigError
 
@@ -73,8 +76,19 @@ def install_otel(host: Any) -> str:
     otel = _otel[0]
     otel.hosts[host.run_id] = host
     handler_id = f"snakepit-otel-{host.run_id}"
-    host.telemetry.attach_many(handler_id, DURATION_EVENTS, otel.record)
+    host.telemetry.attach_many(handler_id, DURATION_EVENTS, otel.record,
+                               only_if=_meter_provider_set)
     return handler_id
+
+
+def _meter_provider_set() -> bool:
+    """Whether an OpenTelemetry SDK's MeterProvider is installed or configured by the
+    environment (before that, the histogram records into a no-op: the calls need not build
+    the event it reads). The API keeps the installed provider in ``_METER_PROVIDER``."""
+    return getattr(_otel_api, "_METER_PROVIDER", True) is not None or _PROVIDER_FROM_ENV
+
+
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_METER_PROVIDER" in os.environ
 
 
 def uninstall_otel(host: Any, handler_id: str) -> None:

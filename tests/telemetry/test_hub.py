@@ -21,6 +21,26 @@ def test_attach_execute_detach():
         hub.attach("c", "x.y", print)
 
 
+def test_a_handler_only_if_its_check_holds():
+    hub, seen, on = TelemetryHub(), [], [False]
+    hub.attach("otel", ("x",), lambda e, m, md, c: seen.append("otel"),
+               only_if=lambda: on[0])
+    assert not hub.listening(("x",))   # nobody wants the event: the emitter skips it
+    hub.execute(("x",), {}, {})
+    assert seen == []
+    hub.attach("plain", ("x",), lambda e, m, md, c: seen.append("plain"))
+    assert hub.listening(("x",))
+    hub.execute(("x",), {}, {})
+    assert seen == ["plain"]
+    on[0] = True
+    hub.detach("plain")
+    assert hub.listening(("x",))
+    hub.execute(("x",), {}, {})
+    assert seen == ["plain", "otel"]
+    with pytest.raises(errors.InvalidArgumentsError, match="only_if"):
+        hub.attach("bad", ("x",), print, only_if=True)
+
+
 def test_faulty_handler_is_detached_and_never_breaks_the_emitter(caplog):
     hub, seen = TelemetryHub(), []
 
