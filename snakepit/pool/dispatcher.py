@@ -10,8 +10,9 @@
 The dispatcher owns no capacity: free slots and worker states live in the
 :class:`~snakepit.pool.roster.Roster`, which outlives a restarted dispatcher. The dispatcher
 keeps who waits and which worker serves which session. No task per request and no lock: a
-request that finds no free slot waits on an event of its own; a freed slot goes straight to the
-first waiter that can take it (FIFO), so a queued request is never overtaken. A request that
+request that finds no free slot waits in the queue, its task parked (woken directly); a freed
+slot goes straight to the first waiter that can take it (FIFO), so a queued request is never
+overtaken. A request that
 waits past ``queue_timeout`` fails with :class:`QueueTimeout` and never runs: a slot handed to
 it at the same instant is passed on before the error is raised.
 """
@@ -21,9 +22,11 @@ from __future__ import annotations
 import collections
 import enum
 import math
+from typing import Any
 
 import trio
 
+from snakepit.deadlines import run_deadlines
 from snakepit.errors import (DeadlinePassed, PoolSaturated, QueueTimeout,
                              SessionWorkerUnavailable, ShuttingDown, WorkerBusy)
 from snakepit.pool.roster import Entry, Member, Roster, WorkerState
@@ -36,13 +39,34 @@ class Affinity(str, enum.Enum):
 
 
 class _Waiter:
-    __slots__ = ("wants", "event", "entry", "error")
+    """A checkout waiting in the queue. Woken once, having left the queue, with a worker's
+    slot (``entry``), an ``error``, or its deadline passed (``expired``): its task is
+    rescheduled directly (no Event), and its deadline is an entry in the run's
+    :class:`~snakepit.deadlines.Deadlines` (no cancel scope)."""
+    __slots__ = ("wants", "task", "queue", "entry", "error", "expired", "woken")
 
-    def __init__(self, wants: str | None) -> None:
+    def __init__(self, wants: str | None, queue: "collections.deque[_Waiter]") -> None:
         self.wants = wants
-        self.event = trio.Event()
+        self.task = trio.lowlevel.current_task()
+        self.queue = queue
         self.entry: Entry | None = None
         self.error: Exception | None = None
+        self.expired = self.woken = False
+
+    def wake(self) -> None:
+        if not self.woken:
+            self.woken = True
+            trio.lowlevel.reschedule(self.task)
+
+    def expire(self) -> None:
+        if not self.woken:
+            self.queue.remove(self)
+            self.expired = True
+            self.wake()
+
+    def abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        self.woken = True   # cancelled while queued: it leaves the queue itself
+        return trio.lowlevel.Abort.SUCCEEDED
 
 
 class Dispatcher:
@@ -57,6 +81,7 @@ class Dispatcher:
         self._affinity: dict[str, str] = {}      # session -> worker key
         self._served: dict[str, set[str]] = {}   # session -> worker keys that served it
         self._closed = False
+        self._deadlines = run_deadlines()
         self.queue_timeouts = 0
         self.pool_saturated = 0
         # This dispatcher takes over: freed slots and departures come here from now on, and
@@ -72,7 +97,7 @@ class Dispatcher:
         while self._queue:
             waiter = self._queue.popleft()
             waiter.error = ShuttingDown(f"pool {self.pool!r} is shutting down")
-            waiter.event.set()
+            waiter.wake()
 
     def forget_session(self, session_id: str) -> list[Member]:
         """Drop the session's affinity; returns the live workers that served it."""
@@ -131,7 +156,7 @@ class Dispatcher:
                 self._queue.remove(waiter)
                 self.roster.lease(entry)   # counted now, so that nobody else takes the slot
                 waiter.entry = entry
-                waiter.event.set()
+                waiter.wake()
                 return True
         return False
 
@@ -143,7 +168,7 @@ class Dispatcher:
         for waiter in [w for w in self._queue if w.wants == entry.worker.key]:
             self._queue.remove(waiter)
             waiter.error = SessionWorkerUnavailable.gone(None, entry.worker.id, self.pool)
-            waiter.event.set()
+            waiter.wake()
 
     async def _wait(self, wants: str | None, deadline: float) -> Entry:
         if len(self._queue) >= self.max_queue_size:
@@ -151,17 +176,22 @@ class Dispatcher:
             raise PoolSaturated(
                 f"pool {self.pool!r} queue is full ({self.max_queue_size} waiting)",
                 details={"pool": self.pool, "max_queue_size": self.max_queue_size})
-        waiter = _Waiter(wants)
+        waiter = _Waiter(wants, self._queue)
         self._queue.append(waiter)
         queue_deadline = trio.current_time() + self.queue_timeout
+        ends = min(queue_deadline, deadline)
+        timer = self._deadlines.add(ends, waiter.expire)
         try:
-            with trio.move_on_at(min(queue_deadline, deadline)) as scope:
-                await waiter.event.wait()
+            await trio.lowlevel.wait_task_rescheduled(waiter.abort)
         except BaseException:
             self._abandon(waiter)   # the caller was cancelled
             raise
-        if scope.cancelled_caught:
+        finally:
+            self._deadlines.drop(timer)
+        if waiter.entry is not None and trio.current_time() >= ends:
             self._abandon(waiter)   # a slot handed over at the deadline is passed on
+            waiter.expired = True
+        if waiter.expired:
             if deadline < queue_deadline:
                 raise DeadlinePassed(f"the call's deadline passed while it waited for a "
                                      f"worker of pool {self.pool!r}",
@@ -179,7 +209,7 @@ class Dispatcher:
     def _abandon(self, waiter: _Waiter) -> None:
         if waiter.entry is not None:
             self.roster.release(waiter.entry.worker, ran=False)
-        elif waiter.error is None:
+        elif waiter.error is None and not waiter.expired:
             self._queue.remove(waiter)
 
     # -- introspection ----------------------------------------------------------------------

@@ -27,7 +27,7 @@ import trio
 from snakepit.errors import DeadlinePassed, TransportError, WorkerCrashed
 from snakepit.chunk import plain_chunks
 from snakepit.transport.base import TIMEOUTS, PackedResults, backstop
-from snakepit.transport.deadlines import Deadlines
+from snakepit.deadlines import run_deadlines
 from snakepit_bridge import frames, serialization, shm
 from snakepit_bridge.frames import HEADER, HOST_CALLS, MAX_FRAME
 from snakepit_bridge.proto import bridge_pb2 as pb
@@ -129,7 +129,7 @@ class PipeTransport:
         self._writing = False   # the writer task holds frames it has taken from _out
         self._ids = itertools.count(1)
         self._slots: dict[int, _Slot] = {}
-        self._deadlines = Deadlines()
+        self._deadlines = run_deadlines()
         self._streams: dict[int, trio.MemorySendChannel[Any]] = {}
         self._out: list[bytes] = []
         self._wake = trio.Event()
@@ -140,7 +140,6 @@ class PipeTransport:
         self._nursery = nursery
         nursery.start_soon(self._reader)
         nursery.start_soon(self._writer)
-        nursery.start_soon(self._deadlines.run)
 
     # -- carriage ---------------------------------------------------------------------------
     def _send(self, fid: int, kind: str, message: Any) -> list[str]:

@@ -1,7 +1,6 @@
 """Deadlines: the deadlines of many waiting calls, kept by one timer task.
 
-    deadlines = Deadlines()
-    nursery.start_soon(deadlines.run)
+    deadlines = run_deadlines()     # this trio run's: its timer runs as a system task
     entry = deadlines.add(trio.current_time() + 30, on_expiry)   # a heap push
     ...                                                           # the answer came first:
     deadlines.drop(entry)                                         # on_expiry is never called
@@ -13,17 +12,24 @@ timer task sleeps until the earliest; when it wakes, it calls ``on_expiry`` of e
 that has passed and was not dropped, in deadline order. ``on_expiry`` runs in the timer task
 and must not block (it reschedules the waiting call). Dropped deadlines stay in the heap until
 they come up or the heap is compacted (when it holds four times as many entries as live ones),
-so a dropped deadline costs nothing more than its push.
+so a dropped deadline costs nothing more than its push. An ``on_expiry`` that raises is a bug:
+it is logged, and the other deadlines still expire.
+
+Used by the pipe transport (a call's wait for its answer) and the dispatcher (a call's wait for
+a worker).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import math
 from typing import Callable
 
 import trio
+
+log = logging.getLogger("snakepit.deadlines")
 
 COMPACT_AT = 64   # entries in the heap before a compaction is considered
 
@@ -68,7 +74,6 @@ class Deadlines:
 
     async def run(self) -> None:
         """The timer task: runs until cancelled."""
-        heap = self._heap
         while True:
             heap = self._heap
             with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as self._scope:
@@ -80,4 +85,22 @@ class Deadlines:
                 expire, entry.expire = entry.expire, None
                 if expire is not None:
                     self._live -= 1
-                    expire()
+                    try:
+                        expire()
+                    except Exception:   # a bug in the waiter; the timer must go on
+                        log.exception("a deadline's on_expiry failed")
+
+
+_RUN: trio.lowlevel.RunVar[Deadlines] = trio.lowlevel.RunVar("snakepit_deadlines")
+
+
+def run_deadlines() -> Deadlines:
+    """The current trio run's Deadlines, its timer started (as a system task: it lives as
+    long as the run) the first time it is asked for."""
+    try:
+        return _RUN.get()
+    except LookupError:
+        deadlines = Deadlines()
+        trio.lowlevel.spawn_system_task(deadlines.run, name="snakepit deadlines")
+        _RUN.set(deadlines)
+        return deadlines

@@ -4,8 +4,8 @@ import pytest
 import trio
 import trio.testing
 
-from snakepit.transport import deadlines as dl
-from snakepit.transport.deadlines import Deadlines
+from snakepit import deadlines as dl
+from snakepit.deadlines import Deadlines, run_deadlines
 
 
 @pytest.fixture
@@ -75,3 +75,26 @@ async def test_a_deadline_already_passed_expires_at_once(clock, timer):
     timer.add(trio.current_time() - 1, fired.set)
     with trio.fail_after(0.001):   # mock time: no clock advance is needed
         await fired.wait()
+
+
+async def test_one_per_run_whose_timer_runs_on_its_own(clock):
+    first = run_deadlines()
+    assert run_deadlines() is first
+    fired = trio.Event()
+    first.add(trio.current_time() + 7, fired.set)
+    t0 = trio.current_time()
+    await fired.wait()
+    assert trio.current_time() - t0 == 7
+
+
+async def test_an_expiry_that_raises_is_logged_and_the_others_still_expire(clock, timer, caplog):
+    fired = []
+
+    def bug():
+        raise RuntimeError("waiter bug")
+
+    t0 = trio.current_time()
+    timer.add(t0 + 1, bug)
+    timer.add(t0 + 1, lambda: fired.append(1))
+    await trio.sleep(2)
+    assert fired == [1] and "on_expiry failed" in caplog.text
