@@ -26,7 +26,7 @@ from snakepit.errors import (DeadlinePassed, InvalidArgumentsError, PoolNotReady
                              SnakepitError, TransportError, WorkerCrashed, error_from_wire)
 from snakepit.chunk import Chunk
 from snakepit.pool.dispatcher import Dispatcher
-from snakepit.pool.runtime import PoolRuntime
+from snakepit.pool.runtime import PoolRuntime, any_listening
 from snakepit.pool.worker import Worker
 from snakepit.transport.base import PackedResults
 from snakepit.validate import check_seconds, encode_args
@@ -138,7 +138,7 @@ class Pool:
         batch = kind == "batch"
         rt.requests += len(args) if batch and isinstance(args, list) else 1
         start, stop, failed = _EVENTS[kind]
-        events = rt.listening(start, stop, failed)
+        events = any_listening(_FULL_NAMES[kind])
         t0 = trio.current_time()
         lease: _Lease | None = None
         meta: dict[str, Any] = {}
@@ -285,6 +285,7 @@ class Pool:
                      ) -> AsyncIterator[AsyncIterator[Chunk]]:
         async with self._call("stream", tool, args, session_id, timeout,
                               correlation_id) as lease:
+            lease.count_chunks(self.runtime.listening(STREAM_CHUNK))
             async with lease.worker.transport.stream(lease.request) as messages:
                 yield _Chunks(lease, messages)
 
@@ -356,6 +357,8 @@ _EVENTS = {
               ("request", "execute", "exception")),
     "stream": (STREAM_START, STREAM_STOP, ("stream", "exception")),
 }
+_FULL_NAMES = {kind: tuple(("snakepit",) + event for event in events)
+               for kind, events in _EVENTS.items()}
 
 
 class _Lease:
@@ -372,13 +375,17 @@ class _Lease:
         self.deadline = None if deadline == math.inf else deadline
         self.finished = False    # the worker answered: the tool has ended there
         self.chunks = 0
-        self._chunk_events = pool.runtime.listening(STREAM_CHUNK)
+        self._chunk_events = False   # whether to emit chunk events (a stream's)
 
     def answered(self, error: Any = None) -> None:
         """The worker's last word on this request. An answer that says the tool's deadline
         passed does not say the tool ended (a sync tool runs on): it is confirmed like a
         cancellation."""
         self.finished = error is None or error.category != "timeout"
+
+    def count_chunks(self, events: bool) -> None:
+        """A stream: ``events``, whether each chunk is reported (``stream chunk``)."""
+        self._chunk_events = events
 
     def _chunk_event(self, size: int, chunk_id: int) -> None:
         self.pool.runtime.emit(STREAM_CHUNK, {"bytes": size},

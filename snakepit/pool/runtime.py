@@ -31,6 +31,15 @@ log = logging.getLogger("snakepit.pool")
 Emit = Callable[[tuple[str, ...], dict[str, Any], dict[str, Any]], None]
 
 
+def any_listening(events: tuple[tuple[str, ...], ...]) -> bool:
+    """Whether a handler listens to any of ``events`` (full names)."""
+    listening = telemetry.hub.listening
+    for event in events:
+        if listening(event):
+            return True
+    return False
+
+
 class PoolRuntime:
     def __init__(self, config: PoolConfig, *, spawn: Callable[[Worker, trio.Nursery], Any],
                  connect: Callable[[Worker], Any], emit: Emit | None = None,
@@ -153,10 +162,7 @@ class PoolRuntime:
     def listening(self, *events: tuple[str, ...]) -> bool:
         """Whether anyone listens to ("snakepit", *event) for any of ``events`` — skip
         building them if not."""
-        for event in events:
-            if telemetry.hub.listening(("snakepit",) + event):
-                return True
-        return False
+        return any_listening(tuple(("snakepit",) + event for event in events))
 
     def emit(self, event: tuple[str, ...], measurements: dict[str, Any],
              metadata: dict[str, Any]) -> None:

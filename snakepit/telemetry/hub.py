@@ -34,6 +34,8 @@ class TelemetryHub:
     def __init__(self) -> None:
         self._handlers: dict[str, tuple[tuple[Event, ...], Entry]] = {}
         self._index: dict[Event, list[Entry]] = {}
+        self._always: set[Event] = set()   # events with an unconditional handler
+        self._checks: dict[Event, list[Callable[[], bool]]] = {}   # the others' only_if
 
     def attach(self, handler_id: str, event: Event, fn: Handler, config: Any = None, *,
                only_if: Callable[[], bool] | None = None) -> None:
@@ -64,6 +66,7 @@ class TelemetryHub:
         self._handlers[handler_id] = (tuple(checked), entry)
         for event in checked:
             self._index.setdefault(event, []).append(entry)
+            self._reindex(event)
 
     def detach(self, handler_id: str) -> bool:
         entry = self._handlers.pop(handler_id, None)
@@ -75,16 +78,34 @@ class TelemetryHub:
                 self._index[event] = rest
             else:
                 self._index.pop(event, None)
+            self._reindex(event)
         return True
 
     def handlers(self) -> dict[str, list[Event]]:
         return {hid: list(events) for hid, (events, _) in self._handlers.items()}
 
     def listening(self, event: Event) -> bool:
-        handlers = self._index.get(event)
-        if not handlers:
+        """Whether a handler of ``event`` would run now (on every call's path: a set lookup
+        unless only conditional handlers are attached)."""
+        if event in self._always:
+            return True
+        checks = self._checks.get(event)
+        if checks is None:
             return False
-        return any(only_if is None or only_if() for _, _, _, only_if in handlers)
+        for only_if in checks:
+            if only_if():
+                return True
+        return False
+
+    def _reindex(self, event: Event) -> None:
+        entries = self._index.get(event, [])
+        self._always.discard(event)
+        self._checks.pop(event, None)
+        if any(only_if is None for _, _, _, only_if in entries):
+            self._always.add(event)
+        elif entries:
+            self._checks[event] = [only_if for _, _, _, only_if in entries
+                                   if only_if is not None]
 
     def execute(self, event: Event, measurements: dict[str, Any],
                 metadata: dict[str, Any]) -> None:
