@@ -79,9 +79,12 @@ class ToolInfo:
     ctx_param: str | None
     var_kwargs: bool
     names: frozenset[str] = dataclasses.field(init=False)   # of the parameters
+    required: frozenset[str] = dataclasses.field(init=False)   # of those without a default
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", frozenset(p.name for p in self.params))
+        object.__setattr__(self, "required",
+                           frozenset(p.name for p in self.params if p.required))
 
     def bind(self, args: Any) -> dict[str, Any]:
         """Keyword arguments for the call, validated; raises :class:`ArgumentError`."""
@@ -91,13 +94,14 @@ class ToolInfo:
             raise ArgumentError(f"arguments of {self.name!r} must be a JSON object, got "
                                 f"{type(args).__name__}", {"tool": self.name})
         names = self.names
-        unexpected = sorted(k for k in args if k not in names)
+        unexpected = [] if names.issuperset(args) else sorted(k for k in args if k not in names)
         if unexpected and not self.var_kwargs:
             raise ArgumentError(
                 f"{self.name}() got unexpected argument(s) {', '.join(unexpected)}; "
                 f"it takes {', '.join(sorted(names)) or 'no arguments'}",
                 {"tool": self.name, "unexpected": unexpected, "parameters": sorted(names)})
-        missing = [p.name for p in self.params if p.required and p.name not in args]
+        missing = [] if self.required.issubset(args) else \
+            [p.name for p in self.params if p.required and p.name not in args]
         if missing:
             raise ArgumentError(f"{self.name}() missing required argument(s) "
                                 f"{', '.join(missing)}", {"tool": self.name, "missing": missing})

@@ -11,7 +11,6 @@ cancelled, generators closed (their ``finally`` runs), sync tools see ``ctx.canc
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import concurrent.futures
 import contextvars
@@ -74,7 +73,7 @@ class ToolDispatcher:
         # request_id -> tools of that request still running (abandoned ones included): the
         # heartbeat reports them so the host knows when a cancelled sync tool has really ended.
         # Counted under a lock: the loop and the pipe's tool threads (``run_inline``) both count.
-        self.running: collections.Counter[str] = collections.Counter()
+        self.running: dict[str, int] = {}
         self._counting = threading.Lock()
 
     # -- shared steps -----------------------------------------------------------------------
@@ -143,15 +142,19 @@ class ToolDispatcher:
         """A tool of this request runs from now on (any thread)."""
         with self._counting:
             self.in_flight += 1
-            self.running[request_id] += 1
+            running = self.running
+            running[request_id] = running.get(request_id, 0) + 1
 
     def end(self, request_id: str) -> None:
         """A tool of this request has returned (any thread)."""
         with self._counting:
             self.in_flight -= 1
-            self.running[request_id] -= 1
-            if self.running[request_id] <= 0:
-                del self.running[request_id]
+            running = self.running
+            left = running.get(request_id, 0) - 1
+            if left > 0:
+                running[request_id] = left
+            else:
+                running.pop(request_id, None)
 
     def running_ids(self) -> list[str]:
         with self._counting:
@@ -281,6 +284,8 @@ class ToolDispatcher:
 
     def _succeeded(self, tool: str, value: Any) -> pb.ExecuteResponse:
         data, blobs = self._encode(tool, value)
+        if not blobs:   # (an empty map given to the constructor adds 0.4 of 1.1 µs, timeit)
+            return pb.ExecuteResponse(success=True, result_json=data)
         return pb.ExecuteResponse(success=True, result_json=data, blobs=blobs)
 
     def timed_out(self, req: pb.ExecuteRequest) -> pb.ExecuteResponse:
