@@ -7,11 +7,13 @@ Each item is an ordinary ``execute`` (same timeout, session, error counting and 
 or, on the pipe transport with a plain (sync) iterable, one of a batch of consecutive items
 sent to one worker in one frame (``Pool.execute_batch``): they run there in order, each with
 its own timeout counted from its start, so an item's wait behind its batch is like a wait in
-the queue. Batches start at one item and double while an item takes less than
-``SHORT_ITEM`` seconds (up to ``batch_size`` items; they halve when items are slower), so slow
-tools keep their latency and fast ones share a frame's cost. At most two batches per worker slot are in the pool at once,
-so other callers' requests interleave with a map's. An item that times out ends its batch; the
-items after it are sent again. An async iterable is not batched: its next item may be a long
+the queue. Batches start at one item and double while a batch twice as big would take at most
+``BATCH_TIME`` (up to ``batch_size`` items; they halve when a batch takes more than twice
+that), so slow tools keep their latency, a batch holds a worker for a few milliseconds at
+most, and fast items share a frame's cost. At most two batches per worker slot are in the pool
+at once, so other callers' requests interleave with a map's; a batch is formed when it can be
+sent, of the items taken by then. An item that times out ends its batch; the items after it
+are sent again. An async iterable is not batched: its next item may be a long
 time coming.
 At most ``window`` items are taken from the input ahead of the consumer — in flight or done but
 not yet delivered — so memory stays bounded however long the input is. With ``ordered=True``
@@ -36,10 +38,11 @@ Batch = Callable[[list[Any]], Awaitable[list[Any]]]
 from snakepit.otp import unwrap_group
 
 MAX_WINDOW = 4096
-# items in one batch frame: enough to spread a frame's cost thin, few enough that a batch's
-# wait behind its earlier items stays short and other callers interleave with a map's batches
-BATCH_SIZE = 32
-SHORT_ITEM = 0.005
+# items in one batch frame at most: enough to spread a frame's cost thin (an `add` item costs
+# ~10 us, so 256 hold a worker ~2.5 ms), and a bound on the window it implies
+BATCH_SIZE = 256
+# seconds a batch may take (its items' time): other callers' requests wait behind it
+BATCH_TIME = 0.005
 # results a consumer may take from what is already here before yielding to other tasks once
 CHECKPOINT_EVERY = 64
 _FED = object()   # the input is exhausted: the item count follows
@@ -131,10 +134,10 @@ async def open_map(execute: Callable[[Any], Awaitable[Any]],
     if execute_batch is None or hasattr(args_iterable, "__aiter__"):
         batch_size = 1
     size = 1   # the next batch's size: grows while items are short
-    outstanding = 0   # batches sent whose outcomes are not all in yet
-    in_pool = trio.Semaphore(batches)
     slots = trio.Semaphore(window)
     send, recv = trio.open_memory_channel[Any](math.inf)   # bounded by `slots`
+    # items taken from the input, waiting for a batch (bounded by `slots` too)
+    waiting_send, waiting = trio.open_memory_channel[tuple[int, Any]](math.inf)
 
     def deliver(index: int, outcome: Any, ok: bool) -> None:
         if not ok:
@@ -149,25 +152,30 @@ async def open_map(execute: Callable[[Any], Awaitable[Any]],
             return
         deliver(index, value, True)
 
-    async def run_batch(items: list[tuple[int, Any]], nursery: trio.Nursery) -> None:
-        nonlocal outstanding
-        outstanding += 1
-        try:
+    async def batcher(nursery: trio.Nursery) -> None:
+        """One of ``batches``: a batch is formed when it can be sent, of the items waiting
+        then (up to ``size``), so a map's first items do not go one by one."""
+        async for first in waiting:
+            items = [first]
+            while len(items) < size:
+                try:
+                    items.append(waiting.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
             await run_items(items, nursery)
-        finally:
-            outstanding -= 1
 
     async def run_items(items: list[tuple[int, Any]], nursery: trio.Nursery) -> None:
         nonlocal size
         assert execute_batch is not None
         while items:
             try:
-                async with in_pool:
-                    t0 = trio.current_time()
-                    outcomes = await execute_batch([args for _, args in items])
-                    took = (trio.current_time() - t0) / max(1, len(outcomes))
-                    size = min(batch_size, 2 * size) if took < SHORT_ITEM else \
-                        max(1, size // 2)
+                t0 = trio.current_time()
+                outcomes = await execute_batch([args for _, args in items])
+                per_item = (trio.current_time() - t0) / max(1, len(outcomes))
+                if per_item * 2 * size <= BATCH_TIME:
+                    size = min(batch_size, 2 * size)
+                elif per_item * size > 2 * BATCH_TIME:
+                    size = max(1, size // 2)
             except InvalidArgumentsError:
                 # an item refused before anything was sent: one by one, each with its index
                 for index, args in items:
@@ -182,35 +190,25 @@ async def open_map(execute: Callable[[Any], Awaitable[Any]],
 
     async def feed(nursery: trio.Nursery) -> None:
         count = 0
-        pending: list[tuple[int, Any]] = []
-
-        def flush() -> None:
-            if pending:
-                nursery.start_soon(run_batch, pending.copy(), nursery)
-                pending.clear()
         try:
+            if batch_size > 1:
+                for _ in range(batches):
+                    nursery.start_soon(batcher, nursery)
             async for args in _items(args_iterable):
                 try:
                     slots.acquire_nowait()
                 except trio.WouldBlock:
-                    # The window is full. With a batch out, its outcomes free slots (the
-                    # oldest items are out there, so even an ordered consumer moves on);
-                    # with none, the items held here must go first.
-                    if not outstanding:
-                        flush()
                     await slots.acquire()
                 if batch_size > 1:
-                    pending.append((count, args))
-                    if len(pending) >= size:
-                        flush()
+                    waiting_send.send_nowait((count, args))
                 else:
                     nursery.start_soon(run_one, count, args)
                 count += 1
         except Exception as exc:   # the caller's iterable raised: the map ends with it
-            flush()
             send.send_nowait((_FED, False, exc))
             return
-        flush()
+        finally:
+            waiting_send.close()   # the batchers send what is waiting, then end
         send.send_nowait((_FED, True, count))
 
     try:

@@ -114,6 +114,9 @@ async def test_fast_items_go_several_to_a_frame_on_the_pipe(make_config):
         telemetry.detach("map-batches")
     assert sum(items) == 3000
     assert max(items) > 1 and len(items) < 3000
+    # a batch is formed when it can be sent: the items taken meanwhile do not go one by one
+    # (before, the window taken while the first batches were out went so: 256 of 3000 items)
+    assert items.count(1) < 100, sorted(items)
 
 
 async def test_an_item_timing_out_in_its_batch_fails_with_its_index(make_config):
