@@ -6,6 +6,7 @@ import trio.testing
 
 from snakepit.errors import (PoolSaturated, QueueTimeout, SessionWorkerUnavailable,
                              ShuttingDown, WorkerBusy)
+from snakepit.deadlines import run_deadlines
 from snakepit.pool.dispatcher import Dispatcher
 from snakepit.pool.roster import Roster, WorkerState
 
@@ -118,6 +119,20 @@ async def test_queue_timeout_never_runs_and_saturation(clock):
     assert d.queue_timeouts == 1 and d.pool_saturated == 1 and d.queued == 0
     d.checkin(a)
     assert d.available == 1
+
+
+async def test_a_slot_handed_over_at_the_queue_deadline_is_passed_on(clock):
+    a = W("a")
+    d = make(workers=[a], queue_timeout=2.0)
+    await d.checkout()
+    t0 = trio.current_time()
+    # at the waiter's deadline, just before its own expiry: the slot comes free and is
+    # handed to it (the deadlines of one instant expire in the order they were added)
+    run_deadlines().add(t0 + 2.0, lambda: d.checkin(a))
+    with pytest.raises(QueueTimeout):
+        await d.checkout()
+    assert trio.current_time() == t0 + 2.0
+    assert d.available == 1 and a.in_flight == 0 and d.queue_timeouts == 1
 
 
 async def test_cancelled_waiter_passes_slot_on(clock):

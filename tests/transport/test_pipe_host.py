@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from snakepit.errors import TransportError, WorkerCrashed
+from snakepit.errors import DeadlinePassed, TransportError, WorkerCrashed
 from snakepit.transport import pipe
 from snakepit.transport.pipe import PipeTransport
 from snakepit_bridge import shm
@@ -65,6 +65,26 @@ async def test_reply_routes_by_id(pair):
         req = await peer.recv()
         assert req.WhichOneof("body") == "ping"
         await peer.send(pb.Frame(id=req.id, pong=pb.PingResponse(message="x", pid=7)))
+
+
+async def test_a_call_past_its_deadline_cancels_and_its_late_reply_is_dropped(pair):
+    transport, peer = pair
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            async def call():
+                with pytest.raises(DeadlinePassed):
+                    await transport.execute(pb.ExecuteRequest(tool="x"),
+                                            deadline=trio.current_time() + 0.2)
+            n.start_soon(call)
+            req = await peer.recv()
+            cancel = await peer.recv()   # sent at the deadline
+            assert (cancel.id, cancel.WhichOneof("body")) == (req.id, "cancel")
+        await peer.send(pb.Frame(id=req.id, result=pb.ExecuteResponse(success=True)))
+        async with trio.open_nursery() as n:   # the late reply went nowhere; calls go on
+            n.start_soon(transport.ping)
+            ping = await peer.recv()
+            await peer.send(pb.Frame(id=ping.id, pong=pb.PingResponse(message="x")))
+        assert not transport._slots
 
 
 @pytest.mark.parametrize("raw", [
