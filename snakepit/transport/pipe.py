@@ -2,8 +2,9 @@
 
 One reader task routes replies by frame id. A frame is written by its caller straight into the
 socket when nothing is queued before it (most calls: no task switch); otherwise one writer task
-merges the queued frames into single writes. A call registers a slot and waits on it — no task,
-no thread and no lock per request.
+merges the queued frames into single writes. A call registers a slot and parks its task until
+the reader hands it the reply; its deadline is an entry in the run's ``Deadlines`` — no task, no
+thread, no lock and no cancel scope per request.
 Streams flow within a credit window the host grants (counted in chunks, however many a frame
 carries), so a slow consumer holds the worker back. The window starts at ``WINDOW`` chunks and
 follows their size: about ``WINDOW_BYTES`` of them, between ``WINDOW`` and ``MAX_WINDOW``
