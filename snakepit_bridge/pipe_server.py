@@ -35,7 +35,6 @@ from typing import Any, Coroutine, Sequence
 
 from google.protobuf.message import DecodeError
 
-
 from snakepit_bridge import frames, serialization, shm
 from snakepit_bridge.context import HostCaller, HostToolError
 from snakepit_bridge.core import WorkerCore

@@ -164,7 +164,8 @@ class Pool:
             with _span(kind, self.name, first) as span, \
                     (trio.move_on_at(deadline) if kind == "stream" else _UNSCOPED) as scope:
                 worker = cast(Worker, await self._checkout(session_id, meta, deadline))
-                lease = _Lease(self, worker, request, trio.current_time() - t0, deadline)
+                lease = _Lease(self, worker, request, trio.current_time() - t0, deadline,
+                               kind == "stream" and rt.listening(STREAM_CHUNK))
                 meta["worker_id"] = worker.id
                 if span is not None:
                     span.set_attribute("snakepit.worker", worker.id)
@@ -285,7 +286,6 @@ class Pool:
                      ) -> AsyncIterator[AsyncIterator[Chunk]]:
         async with self._call("stream", tool, args, session_id, timeout,
                               correlation_id) as lease:
-            lease.count_chunks(self.runtime.listening(STREAM_CHUNK))
             async with lease.worker.transport.stream(lease.request) as messages:
                 yield _Chunks(lease, messages)
 
@@ -368,24 +368,20 @@ class _Lease:
                  "_chunk_events")
 
     def __init__(self, pool: Pool, worker: Worker, request: pb.ExecuteRequest,
-                 queue_time: float, deadline: float) -> None:
+                 queue_time: float, deadline: float, chunk_events: bool = False) -> None:
         self.pool, self.worker, self.request = pool, worker, request
         self.queue_time = queue_time
         # the call's end (trio time) for the transport; None: no timeout
         self.deadline = None if deadline == math.inf else deadline
         self.finished = False    # the worker answered: the tool has ended there
         self.chunks = 0
-        self._chunk_events = False   # whether to emit chunk events (a stream's)
+        self._chunk_events = chunk_events   # a stream whose chunks are reported
 
     def answered(self, error: Any = None) -> None:
         """The worker's last word on this request. An answer that says the tool's deadline
         passed does not say the tool ended (a sync tool runs on): it is confirmed like a
         cancellation."""
         self.finished = error is None or error.category != "timeout"
-
-    def count_chunks(self, events: bool) -> None:
-        """A stream: ``events``, whether each chunk is reported (``stream chunk``)."""
-        self._chunk_events = events
 
     def _chunk_event(self, size: int, chunk_id: int) -> None:
         self.pool.runtime.emit(STREAM_CHUNK, {"bytes": size},
