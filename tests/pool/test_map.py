@@ -114,9 +114,29 @@ async def test_fast_items_go_several_to_a_frame_on_the_pipe(make_config):
         telemetry.detach("map-batches")
     assert sum(items) == 3000
     assert max(items) > 1 and len(items) < 3000
-    # a batch is formed when it can be sent: the items taken meanwhile do not go one by one
-    # (before, the window taken while the first batches were out went so: 256 of 3000 items)
-    assert items.count(1) < 100, sorted(items)
+
+
+async def test_a_batch_is_formed_when_it_can_be_sent(autojump_clock):
+    """The items taken while the first batches are out wait for the next batch instead of
+    going one by one (they used to: a window's worth of one-item batches). MockClock: each
+    item takes 10 µs, so batches double up to their bound."""
+    from snakepit.pool.mapping import open_map
+    sizes = []
+
+    async def execute_batch(args_list):
+        sizes.append(len(args_list))
+        await trio.sleep(0.00001 * len(args_list))
+        return [a["x"] for a in args_list]
+
+    async def execute(args):
+        raise AssertionError("every item goes in a batch")
+
+    async with open_map(execute, ({"x": i} for i in range(2000)), window=512,
+                        execute_batch=execute_batch, batch_size=64, batches=2) as results:
+        assert [v async for v in results] == list(range(2000))
+    assert sum(sizes) == 2000
+    assert sizes[:2] == [1, 1] and 1 not in sizes[2:-1], sizes   # the first two (and a last)
+    assert max(sizes) == 64
 
 
 async def test_an_item_timing_out_in_its_batch_fails_with_its_index(make_config):
