@@ -55,6 +55,7 @@ import snakepit
 from benchlib import drive, pool_config, stop_process, summary, telemetry_pairs
 from importtime import library_import_ms, worker_start
 import cpu_per_call  # noqa: E402
+import floors  # noqa: E402
 import map_bench  # noqa: E402
 
 try:
@@ -689,6 +690,15 @@ def section_map(p: Params, res: Results) -> None:
         res.put("map_items", PPE, [map_bench.ppe_map(p.map_items) for _ in range(p.reps)])
 
 
+def section_floors(p: Params, res: Results) -> None:
+    """What the machine and the `map` API cost before snakepit does anything
+    (benchmarks/floors.py): its own table after this one; the samples in the JSON."""
+    samples = floors.measure(p.reps, p.map_items)
+    for key, values in samples.items():
+        res.put(f"floors_{key}", FLOOR, values)
+    res.tables["floors"] = floors.render(samples)
+
+
 SECTIONS: dict[str, Callable[[Params, Results], None]] = {
     "floor": lambda p, res: section_async(FLOOR, pipe_echo, p, res, throughput=False),
     "pipe": lambda p, res: section_snakepit("pipe", p, res),
@@ -701,6 +711,7 @@ SECTIONS: dict[str, Callable[[Params, Results], None]] = {
     "startup": section_startup,
     "imports": section_imports,
     "cpu": section_cpu,
+    "floors": section_floors,
     "ray": section_ray,
 }
 
