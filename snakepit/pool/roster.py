@@ -3,7 +3,7 @@
     roster = Roster("default", max_requests=None)
     roster.starting(worker)        # STARTING
     roster.ready(worker)           # READY: its capacity is offered (to the dispatcher first)
-    entry = roster.take_free()     # a READY worker with a free slot, leased (or None)
+    entry = roster.take_free()     # the READY worker freed last, leased (or None)
     entry = roster.take_ahead()    # none free: the READY worker with the shortest line, if
                                    #   its line is shorter than ``pipeline`` (ADR 0003)
     roster.release(worker)         # the request is over: the slot is free again
@@ -97,8 +97,10 @@ class Roster:
         # requests a worker whose slots are all taken may hold waiting, besides (pipelining)
         self.pipeline = pipeline
         self.entries: dict[str, Entry] = {}
-        # One item per free slot of a READY worker; stale items (the worker left rotation
-        # since) are skipped when taken.
+        # One item per free slot of a READY worker, taken last-in first-out: the next request
+        # goes to the worker freed most recently, whose process has slept the least (on a
+        # VM a longer sleep costs a worker more CPU to wake; ADR 0002). A worker leaving
+        # rotation takes its items with it; any stale item left is skipped when taken.
         self._free: collections.deque[Entry] = collections.deque()
         # Hooks of the current dispatcher and of the pool's starters.
         # offer(entry): give one free slot of entry to a waiter (leasing it) -> taken?
@@ -131,6 +133,8 @@ class Roster:
         was_in_rotation = entry.state is WorkerState.READY
         entry.state = to
         if was_in_rotation and to is not WorkerState.READY:
+            if entry in self._free:   # (last-in first-out: the bottom may never be reached)
+                self._free = collections.deque(e for e in self._free if e is not entry)
             self.left_rotation(entry)
 
     def starting(self, worker: Member) -> Entry:
@@ -172,7 +176,7 @@ class Roster:
     # -- leases -----------------------------------------------------------------------------
     def take_free(self) -> Entry | None:
         while self._free:
-            entry = self._free.popleft()
+            entry = self._free.pop()
             if entry.free > 0 and self.entries.get(entry.worker.key) is entry:
                 self.lease(entry)
                 return entry

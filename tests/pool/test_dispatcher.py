@@ -96,6 +96,44 @@ async def test_free_slots_then_fifo_queue(clock):
     assert order[-1] == (2, "b")
 
 
+async def test_the_worker_freed_last_takes_the_next_request(clock):
+    """Free slots are taken last-in first-out: one caller at a time keeps one worker busy
+    (the one that slept least) instead of going round the pool."""
+    a, b, c = W("a"), W("b"), W("c")
+    d = make(workers=[a, b, c])
+    picks = []
+    for _ in range(4):
+        w = await d.checkout()
+        picks.append(w.key)
+        d.checkin(w)
+    assert picks == ["c"] * 4
+    x, y = await d.checkout(), await d.checkout()
+    assert (x.key, y.key) == ("c", "b")
+    d.checkin(y)
+    d.checkin(x)
+    assert (await d.checkout()).key == "c"
+
+
+async def test_a_worker_leaving_rotation_takes_its_free_slots_along(clock):
+    """Taken from the top, the free list would never reach the slots of workers that left
+    rotation at its bottom: they leave with their worker, so the list holds exactly the free
+    slots of READY workers however many workers come and go."""
+    roster = Roster("p")
+    d = make(roster=roster, workers=[W("keep", capacity=2)])
+    for n in range(50):
+        w = W(f"w{n}", capacity=3)
+        d.add_worker(w)
+        assert (await d.checkout()) is w
+        d.checkin(w)
+        if n % 2:
+            d.remove_worker(w)
+        else:
+            d.drain_worker(w)
+        roster.stopped(w)
+    assert len(roster._free) == roster.available == 2
+    assert {(await d.checkout()).key, (await d.checkout()).key} == {"keep"}
+
+
 async def test_queue_timeout_never_runs_and_saturation(clock):
     a = W("a")
     d = make(workers=[a], max_queue_size=1, queue_timeout=2.0)
