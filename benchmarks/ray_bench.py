@@ -93,6 +93,14 @@ HOST = textwrap.dedent("""
 """)
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (not a zombie); a process gone between the two looks is not."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def kill9_cleanup(address: str) -> float:
     """Seconds from the host's SIGKILL until none of its remote worker processes lives."""
     host = subprocess.Popen([sys.executable, "-c", HOST, address, str(HERE), STATE],
@@ -104,8 +112,7 @@ def kill9_cleanup(address: str) -> float:
         host.wait()
         deadline = t + 120
         while time.perf_counter() < deadline:
-            if not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
-                       for p in pids):
+            if not any(_alive(p) for p in pids):
                 return time.perf_counter() - t
             time.sleep(0.01)   # not our processes: poll with a deadline
         raise RuntimeError(f"remote workers {pids} outlived their host by 120 s")
