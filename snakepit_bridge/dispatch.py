@@ -209,19 +209,34 @@ class ToolDispatcher:
         caller has counted the request (:meth:`begin`), watches its deadline and cancels
         through ``cancel``; the tool sees both as ``ctx.cancelled``. ``args``: the arguments
         decoded already (then ``req.args_json`` is not read)."""
+        ok, out = self.call_inline(req, cancel, args)
+        return self.encoded(req.tool, out) if ok else out
+
+    def call_inline(self, req: pb.ExecuteRequest, cancel: Cancellation,
+                    args: dict[str, Any] | None = None) -> tuple[bool, Any]:
+        """:meth:`run_inline` without encoding the result: ``(True, value)``, or ``(False,
+        the failure's ExecuteResponse)``. A packed batch encodes its items' values together
+        (:meth:`encoded` gives one value's response, the same as ``run_inline`` would)."""
         token = telemetry.correlation.set(req.correlation_id)
         try:
             with tracing.span("snakepit.worker.execute", req):
                 tool, kwargs, _ = self._prepare(req, False, cancel, args)
                 try:
-                    value = tool.fn(**kwargs)
+                    return True, tool.fn(**kwargs)
                 except Exception as exc:
                     raise _Failure(self._tool_error(tool, req, exc, cancel)) from None
-            return self._succeeded(req.tool, value)
         except _Failure as failure:
-            return pb.ExecuteResponse(success=False, error=failure.info)
+            return False, pb.ExecuteResponse(success=False, error=failure.info)
         finally:
             telemetry.correlation.reset(token)
+
+    def encoded(self, tool: str, value: Any) -> pb.ExecuteResponse:
+        """The response for ``value``, a result of ``tool``: its failure when it cannot be
+        sent."""
+        try:
+            return self._succeeded(tool, value)
+        except _Failure as failure:
+            return pb.ExecuteResponse(success=False, error=failure.info)
 
     def inline_stream(self, tool: str) -> bool:
         """Whether ``tool`` can run with :meth:`run_stream_inline`: a known sync generator."""

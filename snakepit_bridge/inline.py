@@ -35,6 +35,7 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
+from snakepit_bridge import serialization
 from snakepit_bridge.context import Cancellation
 from snakepit_bridge.dispatch import ToolDispatcher, deadline_of
 from snakepit_bridge.outbox import Out, Outbox, Write
@@ -51,7 +52,7 @@ Failed = Callable[[int, Exception], None]
 
 class _Job:
     __slots__ = ("fid", "request_id", "requests", "batch", "cancel", "answered", "responses",
-                 "out", "credit", "args", "armed")
+                 "values", "out", "credit", "args", "armed")
 
     def __init__(self, fid: int, request_id: str, requests: Sequence[pb.ExecuteRequest],
                  batch: bool = False, stream: bool = False) -> None:
@@ -59,6 +60,9 @@ class _Job:
         self.cancel = deadline_of(requests[0]) if not batch else Cancellation()
         self.answered = False
         self.responses: list[pb.ExecuteResponse] = []
+        # a packed batch's results while every item so far succeeded: encoded together at the
+        # end (one array), or as responses once an item fails or times out
+        self.values: list[Any] = []
         self.out = Out(fid) if stream else None   # a stream's chunks on their way out
         self.credit = 0                           # chunks the host takes now (a stream)
         self.args: list[Any] | None = None        # a packed batch's items' arguments
@@ -205,14 +209,45 @@ class InlineRunner:
                                                     or cancel.deadline < job.armed):
                     job.armed = cancel.deadline
                     self._schedule(job, cancel)
-            response = self._dispatcher.run_inline(
-                request, cancel, job.args[n] if job.args is not None else None)
+            if job.args is None:
+                response = self._dispatcher.run_inline(request, cancel)
+            else:
+                ok, out = self._dispatcher.call_inline(request, cancel, job.args[n])
+                if ok and not job.responses:   # every item so far succeeded: keep the value
+                    with self._lock:
+                        if job.answered:
+                            return
+                        job.values.append(out)
+                    continue
+                response = self._dispatcher.encoded(request.tool, out) if ok else out
+                if job.values:   # the values before it become responses
+                    earlier = self._as_responses(job)
+                    with self._lock:
+                        if job.answered:
+                            return
+                        job.responses[:0] = earlier
+                        job.values.clear()
             with self._lock:
                 if job.answered:
                     return
                 job.responses.append(response)
         if self._claim(job):
-            self._reply(job, "results", pb.ExecuteResults(responses=job.responses))
+            self._reply(job, "results", self._results(job))
+
+    def _as_responses(self, job: _Job) -> list[pb.ExecuteResponse]:
+        """A packed batch's values as responses (encoded one by one)."""
+        tool = job.requests[0].tool if job.requests else ""
+        return [self._dispatcher.encoded(tool, value) for value in job.values]
+
+    def _results(self, job: _Job, *more: pb.ExecuteResponse) -> pb.ExecuteResults:
+        """A batch's answer so far (then ``more``): a packed batch whose items all succeeded
+        with plain JSON values as one array, anything else as one response per item. Values
+        are kept only while no response is (only the job's thread adds either)."""
+        if job.values and not more:
+            packed = serialization.encode_plain(job.values)
+            if packed is not None:
+                return pb.ExecuteResults(packed_json=packed)
+        return pb.ExecuteResults(responses=[*self._as_responses(job), *job.responses, *more])
 
     def _run_stream(self, job: _Job) -> None:
         out = job.out
@@ -332,12 +367,14 @@ class InlineRunner:
 
     def _timed_out(self, job: _Job) -> tuple[str, Any]:
         """(lock held) The answer of a job whose current call's deadline passed: a batch's
-        responses so far, then that call's timeout."""
-        current = job.requests[len(job.responses)]
-        timeout = self._dispatcher.timed_out(current)
+        results so far (a packed batch's values encoded here), then that call's timeout."""
+        done = len(job.values) + len(job.responses)
+        if job.batch and done >= len(job.requests):   # its last item returned just now
+            return "results", self._results(job)
+        timeout = self._dispatcher.timed_out(job.requests[done])
         if not job.batch:
             return "result", timeout
-        return "results", pb.ExecuteResults(responses=[*job.responses, timeout])
+        return "results", self._results(job, timeout)
 
     # -- shutdown ---------------------------------------------------------------------------
     def wait_idle(self, timeout: float) -> bool:

@@ -556,8 +556,11 @@ class PipeServer:
 
 
 def _packed_results(results: pb.ExecuteResults) -> pb.ExecuteResults:
-    """The answer to a packed batch: packed when every item succeeded without blobs."""
+    """The answer to a packed batch: packed when every item succeeded without blobs (the
+    tool threads pack theirs already)."""
     responses = results.responses
+    if results.packed_json:
+        return results
     if all(r.success and not r.blobs for r in responses):
         return pb.ExecuteResults(packed_json=b"[" + b",".join(
             r.result_json or b"null" for r in responses) + b"]")

@@ -226,6 +226,7 @@ def test_a_packed_batch_is_answered_packed_when_every_item_succeeds(tool):
         assert reply.id == 2 and not reply.results.packed_json, reply
         assert [r.success for r in reply.results.responses] == [True, False, True]
         assert reply.results.responses[1].error.category in ("invalid_arguments", "tool")
+        assert [reply.results.responses[i].result_json for i in (0, 2)] == [b"2", b"4"]
 
 
 def test_a_packed_batch_whose_item_times_out_ends_there(pipe_worker):
@@ -235,6 +236,7 @@ def test_a_packed_batch_whose_item_times_out_ends_there(pipe_worker):
     reply = recv(host, timeout=30)
     assert reply.id == 1 and not reply.results.packed_json, reply
     assert [r.success for r in reply.results.responses] == [True, False]
+    assert json.loads(reply.results.responses[0].result_json)["cancelled"] is False
     assert reply.results.responses[1].error.category == "timeout"
 
 
