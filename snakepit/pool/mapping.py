@@ -26,6 +26,7 @@ waiting for all of it.
 
 from __future__ import annotations
 
+import collections
 import math
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
@@ -71,16 +72,20 @@ def _check(args_iterable: Any, window: int) -> None:
 
 class _Results:
     """What ``map`` yields: results as ``ordered`` asks, raising the first failing item's
-    error in its place."""
+    error in its place. The channel brings ``(indices, outcomes)``: the items' outcomes (a
+    value, or the :class:`SnakepitError` the item failed with), a batch's in one message
+    (its items in input order, not always consecutive: two batchers take turns); then
+    ``(_FED, (ok, count or the input's error))``."""
 
     def __init__(self, recv: trio.MemoryReceiveChannel[Any], slots: trio.Semaphore,
                  ordered: bool) -> None:
         self._recv, self._slots, self._ordered = recv, slots, ordered
-        self._done: dict[int, tuple[bool, Any]] = {}
+        self._ready: collections.deque[Any] = collections.deque()   # to deliver, in order
+        self._done: dict[int, Any] = {}   # ordered: outcomes that came before their turn
         self._next = 0
         self._total = math.inf
         self._over = False
-        self._unchecked = 0   # results taken without yielding to trio
+        self._unchecked = 0   # results delivered without yielding to trio
 
     def __aiter__(self) -> "_Results":
         return self
@@ -88,38 +93,42 @@ class _Results:
     async def __anext__(self) -> Any:
         if self._over:
             raise StopAsyncIteration
+        if self._unchecked >= CHECKPOINT_EVERY:
+            self._unchecked = 0
+            await trio.lowlevel.checkpoint()
         while True:
+            if self._ready:
+                return self._deliver(self._ready.popleft())
             if self._ordered and self._next in self._done:
-                ok, value = self._done.pop(self._next)
-                return self._deliver(ok, value)
+                return self._deliver(self._done.pop(self._next))
             if self._next >= self._total:
                 self._over = True
                 raise StopAsyncIteration
             try:   # what is already here costs no pass through trio's run loop
-                index, ok, value = self._recv.receive_nowait()
-                self._unchecked += 1
-                if self._unchecked >= CHECKPOINT_EVERY:
-                    self._unchecked = 0
-                    await trio.lowlevel.checkpoint()
+                indices, outcomes = self._recv.receive_nowait()
             except trio.WouldBlock:
-                index, ok, value = await self._recv.receive()
-            if index is _FED:
+                indices, outcomes = await self._recv.receive()
+                self._unchecked = 0
+            if indices is _FED:
+                ok, value = outcomes
                 if not ok:                      # the input itself raised
                     self._over = True
                     raise value
                 self._total = value
-            elif self._ordered:
-                self._done[index] = (ok, value)
+            elif not self._ordered or (indices[0] == self._next and
+                                       indices[-1] - indices[0] == len(indices) - 1):
+                self._ready.extend(outcomes)   # (ordered: the next ones, consecutive)
             else:
-                return self._deliver(ok, value)
+                self._done.update(zip(indices, outcomes))
 
-    def _deliver(self, ok: bool, value: Any) -> Any:
+    def _deliver(self, outcome: Any) -> Any:
         self._next += 1
+        self._unchecked += 1
         self._slots.release()
-        if not ok:
+        if isinstance(outcome, SnakepitError):
             self._over = True
-            raise value
-        return value
+            raise outcome
+        return outcome
 
 
 @asynccontextmanager
@@ -139,18 +148,20 @@ async def open_map(execute: Callable[[Any], Awaitable[Any]],
     # items taken from the input, waiting for a batch (bounded by `slots` too)
     waiting_send, waiting = trio.open_memory_channel[tuple[int, Any]](math.inf)
 
-    def deliver(index: int, outcome: Any, ok: bool) -> None:
-        if not ok:
-            outcome.details = {**outcome.details, "index": index}
-        send.send_nowait((index, ok, outcome))
+    def deliver(indices: list[int], outcomes: list[Any]) -> None:
+        """The items' outcomes: a value, or the SnakepitError the item failed with (it learns
+        its index)."""
+        for i, outcome in zip(indices, outcomes):
+            if isinstance(outcome, SnakepitError):
+                outcome.details = {**outcome.details, "index": i}
+        send.send_nowait((indices, outcomes))
 
     async def run_one(index: int, args: Any) -> None:
         try:
             value = await execute(args)
         except SnakepitError as exc:
-            deliver(index, exc, False)
-            return
-        deliver(index, value, True)
+            value = exc
+        deliver([index], [value])
 
     async def batcher(nursery: trio.Nursery) -> None:
         """One of ``batches``: a batch is formed when it can be sent, of the items waiting
@@ -182,10 +193,9 @@ async def open_map(execute: Callable[[Any], Awaitable[Any]],
                     nursery.start_soon(run_one, index, args)
                 return
             except SnakepitError as exc:   # the batch failed whole (crash, queue timeout, ...)
-                deliver(items[0][0], exc, False)
+                deliver([items[0][0]], [exc])
                 return
-            for (index, _), outcome in zip(items, outcomes):
-                deliver(index, outcome, not isinstance(outcome, SnakepitError))
+            deliver([index for index, _ in items[:len(outcomes)]], outcomes)
             items = items[len(outcomes):]   # after a timeout: the ones that never ran
 
     async def feed(nursery: trio.Nursery) -> None:
@@ -205,11 +215,11 @@ async def open_map(execute: Callable[[Any], Awaitable[Any]],
                     nursery.start_soon(run_one, count, args)
                 count += 1
         except Exception as exc:   # the caller's iterable raised: the map ends with it
-            send.send_nowait((_FED, False, exc))
+            send.send_nowait((_FED, (False, exc)))
             return
         finally:
             waiting_send.close()   # the batchers send what is waiting, then end
-        send.send_nowait((_FED, True, count))
+        send.send_nowait((_FED, (True, count)))
 
     try:
         async with trio.open_nursery() as nursery:
