@@ -145,8 +145,11 @@ async def open_map(execute: Callable[[Any], Awaitable[Any]],
     size = 1   # the next batch's size: grows while items are short
     slots = trio.Semaphore(window)
     send, recv = trio.open_memory_channel[Any](math.inf)   # bounded by `slots`
-    # items taken from the input, waiting for a batch (bounded by `slots` too)
-    waiting_send, waiting = trio.open_memory_channel[tuple[int, Any]](math.inf)
+    # items taken from the input, waiting for a batch (bounded by `slots` too), and the
+    # batchers parked until one comes (or the input ends: `fed`)
+    waiting: collections.deque[tuple[int, Any]] = collections.deque()
+    arrived = trio.lowlevel.ParkingLot()
+    fed = False
 
     def deliver(indices: list[int], outcomes: list[Any]) -> None:
         """The items' outcomes: a value, or the SnakepitError the item failed with (it learns
@@ -166,13 +169,15 @@ async def open_map(execute: Callable[[Any], Awaitable[Any]],
     async def batcher(nursery: trio.Nursery) -> None:
         """One of ``batches``: a batch is formed when it can be sent, of the items waiting
         then (up to ``size``), so a map's first items do not go one by one."""
-        async for first in waiting:
-            items = [first]
-            while len(items) < size:
-                try:
-                    items.append(waiting.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
+        while True:
+            if not waiting:
+                if fed:
+                    return
+                await arrived.park()
+                continue
+            items = [waiting.popleft()]
+            while waiting and len(items) < size:
+                items.append(waiting.popleft())
             await run_items(items, nursery)
 
     async def run_items(items: list[tuple[int, Any]], nursery: trio.Nursery) -> None:
@@ -199,6 +204,7 @@ async def open_map(execute: Callable[[Any], Awaitable[Any]],
             items = items[len(outcomes):]   # after a timeout: the ones that never ran
 
     async def feed(nursery: trio.Nursery) -> None:
+        nonlocal fed
         count = 0
         try:
             if batch_size > 1:
@@ -210,7 +216,9 @@ async def open_map(execute: Callable[[Any], Awaitable[Any]],
                 except trio.WouldBlock:
                     await slots.acquire()
                 if batch_size > 1:
-                    waiting_send.send_nowait((count, args))
+                    waiting.append((count, args))
+                    if arrived:
+                        arrived.unpark()
                 else:
                     nursery.start_soon(run_one, count, args)
                 count += 1
@@ -218,7 +226,8 @@ async def open_map(execute: Callable[[Any], Awaitable[Any]],
             send.send_nowait((_FED, (False, exc)))
             return
         finally:
-            waiting_send.close()   # the batchers send what is waiting, then end
+            fed = True   # the batchers send what is waiting, then end
+            arrived.unpark_all()
         send.send_nowait((_FED, (True, count)))
 
     try:
