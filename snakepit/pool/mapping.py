@@ -33,7 +33,7 @@ from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Itera
 
 import trio
 
-from snakepit.errors import InvalidArgumentsError, SnakepitError
+from snakepit.errors import InvalidArgumentsError, SnakepitError, TransportError
 
 Batch = Callable[[list[Any]], Awaitable[list[Any]]]
 from snakepit.otp import unwrap_group
@@ -187,6 +187,9 @@ async def open_map(execute: Callable[[Any], Awaitable[Any]],
             try:
                 t0 = trio.current_time()
                 outcomes = await execute_batch([args for _, args in items])
+                if not outcomes:   # it would be sent again and again
+                    raise TransportError(f"a batch of {len(items)} items came back with no "
+                                         f"outcome", details={"items": len(items)})
                 per_item = (trio.current_time() - t0) / max(1, len(outcomes))
                 if per_item * 2 * size <= BATCH_TIME:
                     size = min(batch_size, 2 * size)

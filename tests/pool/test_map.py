@@ -139,6 +139,27 @@ async def test_a_batch_is_formed_when_it_can_be_sent(autojump_clock):
     assert max(sizes) == 64
 
 
+async def test_a_batch_answered_with_no_outcome_fails_the_map(autojump_clock):
+    """Not sent again and again: the map raises a TransportError for the batch's first item."""
+    from snakepit.pool.mapping import open_map
+    calls = []
+
+    async def execute_batch(args_list):
+        calls.append(len(args_list))
+        await trio.sleep(0.001)
+        return []
+
+    async def execute(args):
+        raise AssertionError("every item goes in a batch")
+
+    with pytest.raises(errors.TransportError) as info:
+        async with open_map(execute, ({"x": i} for i in range(10)), window=16,
+                            execute_batch=execute_batch, batch_size=4, batches=1) as results:
+            async for _ in results:
+                pass
+    assert info.value.details["index"] == 0 and len(calls) <= 10
+
+
 async def test_an_item_timing_out_in_its_batch_fails_with_its_index(make_config):
     """Items before it (in its batch too) are delivered; it fails with its own index."""
     args = [{"seconds": 0.001}] * 150 + [{"seconds": 30}] + [{"seconds": 0.001}] * 50
