@@ -7,10 +7,10 @@ Two measurements, each beside the figure it bounds, in one run:
 1. **A bare echo's CPU per round trip, by the caller's time between calls.** Two processes, a
    socketpair, an 80-byte message written and read back (`os.read`/`os.write`, no Python work
    beyond the loop). The caller spins for 0, 100 or 200 µs between round trips, as a real
-   caller does its own work. Process CPU time (user + system, /proc) per round trip of each
-   side. On a VM a thread that sleeps longer costs more to wake (the idle vCPU halts, and the
-   wake-up goes through the hypervisor), so this is the floor a worker's CPU per call meets at
-   a given call rate, whatever its code.
+   caller does its own work. Process CPU time (user + system, psutil as in cpu_per_call.py)
+   per round trip of each side. On a VM a thread that sleeps longer costs more to wake (the
+   idle vCPU halts, and the wake-up goes through the hypervisor), so this is the floor a
+   worker's CPU per call meets at a given call rate, whatever its code.
 2. **The `map` API's own work per item**, with no pool, no frames and no I/O: on the host, the
    argument dicts from a generator (`{"a": i, "b": 1}`), packed as JSON arrays of 256 (orjson),
    and each result decoded and delivered through `async for` in trio (an iterator that returns
@@ -37,17 +37,12 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import map_bench  # noqa: E402
+from cpu_per_call import cpu  # noqa: E402
 
 GAPS_US = (0, 100, 200)
 ECHO_CALLS = 10_000
 BATCH = 256
 CORES = os.cpu_count() or 1
-
-
-def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def echo_cpu(gap_us: float, calls: int = ECHO_CALLS) -> dict[str, float]:
@@ -66,14 +61,14 @@ def echo_cpu(gap_us: float, calls: int = ECHO_CALLS) -> dict[str, float]:
         for _ in range(1000):
             os.write(fd, msg)
             os.read(fd, 65536)
-        w0, h0, t0 = _cpu_s(pid), time.process_time(), now()
+        w0, h0, t0 = cpu(pid), time.process_time(), now()
         for _ in range(calls):
             os.write(fd, msg)
             os.read(fd, 65536)
             until = now() + gap
             while now() < until:
                 pass
-        w1, h1, t1 = _cpu_s(pid), time.process_time(), now()
+        w1, h1, t1 = cpu(pid), time.process_time(), now()
     finally:
         mine.close()
         os.waitpid(pid, 0)

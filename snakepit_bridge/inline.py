@@ -236,7 +236,7 @@ class InlineRunner:
 
     def _as_responses(self, job: _Job) -> list[pb.ExecuteResponse]:
         """A packed batch's values as responses (encoded one by one)."""
-        tool = job.requests[0].tool if job.requests else ""
+        tool = job.requests[0].tool
         return [self._dispatcher.encoded(tool, value) for value in job.values]
 
     def _results(self, job: _Job, *more: pb.ExecuteResponse) -> pb.ExecuteResults:
