@@ -63,8 +63,10 @@ class WorkerActor:
                 env={**os.environ, **env, BIND_HOST_ENV: address})
         finally:
             os.close(write_fd)
-        for stream in (self._proc.stdout, self._proc.stderr):
-            threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+        pumps = [threading.Thread(target=self._pump, args=(stream,), daemon=True)
+                 for stream in (self._proc.stdout, self._proc.stderr)]
+        for pump in pumps:
+            pump.start()
         line = _read_line(read_fd, startup_timeout)
         if line is None:
             try:   # EOF: it is exiting; a timeout: it is not
@@ -72,6 +74,8 @@ class WorkerActor:
             except subprocess.TimeoutExpired:
                 code = None
             self.stop(0.0)
+            for pump in pumps:   # the rest of its stderr (a grandchild may hold it open)
+                pump.join(1.0)
             what = f"exited with code {code} before reporting ready" if code is not None \
                 else f"did not report ready within {startup_timeout} s"
             raise RuntimeError(f"worker {what}; its stderr ends with:\n" +
