@@ -385,6 +385,16 @@ def test_stream_backpressure_with_a_slow_reader(tmp_path, test_tools):
         next(call)
         # The reader stalls. The producer may fill grpc's flow-control windows (a few MiB,
         # grown by grpc's BDP probing) plus the worker's 2-chunk buffer, then must wait.
+        # Filling them takes longer on a loaded machine: first until it stops (deadline)...
+        deadline = time.monotonic() + 30
+        last = w.result("produced", {"mark": mark})
+        while time.monotonic() < deadline:
+            time.sleep(0.3)  # observing that something does NOT happen needs time windows
+            now = w.result("produced", {"mark": mark})
+            if now == last:
+                break
+            last = now
+        # ...then it must stay stopped
         counts = []
         for _ in range(3):
             time.sleep(0.3)  # observing that something does NOT happen needs time windows
